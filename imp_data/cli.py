@@ -1,0 +1,193 @@
+"""`imp-data`: the command line. Each command is a thin call into the library (the same functions the
+Dagster assets call); an `ImpDataError` is printed as one line and exits 1, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from imp_data.errors import ImpDataError
+
+DEMO_RECIPE = Path(__file__).resolve().parent.parent / "manifests" / "demo.yaml"
+
+
+def _print_reconciliation(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print(f"{'mix':<14} {'source':<16} {'read':>8} {'rejected':>9} {'normalized':>11} {'dropped (rule)':<28} "
+          f"{'available':>9}  ok")
+    for r in rows:
+        dropped = ", ".join(f"{k} {v}" for k, v in r["dropped"].items()) or "-"
+        print(f"{r['mix']:<14} {r['source']:<16} {r['read']:>8} {r['rejected']:>9} {r['normalized']:>11} "
+              f"{dropped:<28} {r['available']:>9}  {'yes' if r['balanced'] else 'NO'}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from imp_data.build import BuildContext, build
+    from imp_data.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    ctx = BuildContext(recipe=recipe, data_root=Path(args.data_root).resolve(), workers=args.workers,
+                       progress=not args.quiet)
+    sources = [s for s in args.sources.split(",") if s] if args.sources else None
+    result = build(ctx, sources=sources, until=args.until, mixes=args.mix or None)
+    _print_reconciliation(result["rows"])
+    for mix, stats in result["mixes"].items():
+        t = stats["totals"]
+        print(f"mix {mix}: {t['taken']} samples in {t['shards']} shards -> {ctx.layout.mix(mix)}  "
+              f"(rejected {t['rejected']}, dropped {t['dropped']}; report: {ctx.layout.report(mix)})")
+    return 0 if all(r["balanced"] for r in result["rows"]) else 1
+
+
+def cmd_fixtures(args: argparse.Namespace) -> int:
+    from imp_data.fixtures import write_mirror
+
+    summary = write_mirror(Path(args.out_dir), scale=args.scale, seed=args.seed)
+    print(f"fixture mirror written to {args.out_dir}: {summary}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from imp_data.validate import validate_paths
+
+    problems = validate_paths([Path(p) for p in args.paths], max_report=args.max_errors)
+    for p in problems:
+        print(p)
+    print(f"{len(args.paths)} path(s) checked: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from imp_data.report import reasons_table, source_table
+    from imp_data.stats import load_stats
+
+    stats = load_stats(Path(args.mix_dir))
+    print(f"mix {stats['mix']} (stage {stats['stage']}): {stats['totals']['taken']} samples\n")
+    print(source_table(stats))
+    print()
+    print(reasons_table(stats))
+    return 0
+
+
+def cmd_export_llava(args: argparse.Namespace) -> int:
+    from imp_data.export import export_llava
+
+    out = export_llava(Path(args.mix_dir), Path(args.out_dir))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from imp_data.schema_export import write_schemas
+
+    for path in write_schemas(Path(args.out_dir)):
+        print(path)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from imp_data.train.loop import train
+
+    out = train(Path(args.run), resume=args.resume, overrides=args.set or [], data_root=args.data_root)
+    print(f"run written to {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from imp_data.train.evaluate import evaluate_run
+
+    out = evaluate_run(Path(args.run), data_root=args.data_root, overrides=args.set or [])
+    print(f"metrics written to {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from imp_data.demo import run_demo
+
+    run_demo(Path(args.data_root).resolve(), workers=args.workers, skip_train=args.skip_train)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="imp-data",
+        description="Build the Imp training mixes reproducibly (fetch -> normalize -> select -> render -> "
+        "shards -> report), train on them, and evaluate. Outputs follow DESIGN §4 under the data root.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("fixtures", help="write a small mirror of every source in its native published layout")
+    s.add_argument("out_dir", help="where to write the mirror (e.g. DATA/mirror)")
+    s.add_argument("--scale", type=int, default=1, help="multiply record counts (default 1)")
+    s.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    s.set_defaults(func=cmd_fixtures)
+
+    s = sub.add_parser("build", help="fetch -> normalize -> plan -> shards -> report for a recipe")
+    s.add_argument("recipe", help="recipe YAML (manifests/*.yaml)")
+    s.add_argument("--data-root", default=os.environ.get("IMP_DATA_ROOT", "data"),
+                   help="root of raw/, normalized/, mixes/ (default $IMP_DATA_ROOT or ./data)")
+    s.add_argument("--sources", help="comma-separated sources: fetch and normalize just these")
+    s.add_argument("--mix", action="append", help="build only this mix (repeatable)")
+    s.add_argument("--until", help="stop after a stage: fetch, normalized, selected, rendered, planned, shards")
+    s.add_argument("--workers", type=int, default=1, help="processes for rendering and shard writing")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("validate", help="check recipes, parquet and shards against schemas/; exit 1 on error")
+    s.add_argument("paths", nargs="+", help="recipe .yaml, .parquet, .tar, or a mix directory")
+    s.add_argument("--max-errors", type=int, default=50, help="stop listing after this many problems")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("stats", help="print the audit tables of a built mix")
+    s.add_argument("mix_dir", help="DATA/mixes/<mix>")
+    s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("export-llava", help="write a mix as LLaVA-format JSON + image folder")
+    s.add_argument("mix_dir")
+    s.add_argument("out_dir")
+    s.set_defaults(func=cmd_export_llava)
+
+    s = sub.add_parser("schemas", help="regenerate schemas/*.schema.json from the pydantic models")
+    s.add_argument("--out-dir", default=str(Path(__file__).resolve().parent.parent / "schemas"))
+    s.set_defaults(func=cmd_schemas)
+
+    s = sub.add_parser("train", help="train stage 1 or 2 on a mix's shards (CPU tiny or GPU real)")
+    s.add_argument("run", help="run recipe (manifests/runs/*.yaml)")
+    s.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    s.add_argument("--data-root", default=None, help="overrides the run recipe's data root")
+    s.add_argument("--set", action="append", metavar="A.B=VALUE", help="override a config field (repeatable)")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="run the benchmarks for a trained run -> metrics.json + table")
+    s.add_argument("run", help="run recipe (manifests/runs/*.yaml) whose checkpoint to evaluate")
+    s.add_argument("--data-root", default=None)
+    s.add_argument("--set", action="append", metavar="A.B=VALUE")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("demo", help="fixtures -> build demo.yaml -> tiny train -> eval, end to end on CPU")
+    s.add_argument("--data-root", default="demo-data", help="where the demo writes (default ./demo-data)")
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--skip-train", action="store_true", help="stop after building the mixes")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ImpDataError as err:
+        print(f"imp-data {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:  # unknown names (adapter, preset) list the valid ones
+        print(f"imp-data {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

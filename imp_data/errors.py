@@ -1,0 +1,33 @@
+"""Run-level errors. Per-sample failures are data (a `Reject` row), never exceptions.
+
+Every message names the file/record at fault and, where there is one, the fix.
+"""
+
+
+class ImpDataError(Exception):
+    """Base of every error imp-data raises on purpose; the CLI prints it as one line, exit 1."""
+
+
+class RecipeError(ImpDataError):
+    """A recipe failed validation; the message lists every problem with its YAML path."""
+
+
+class SourceFormatError(ImpDataError):
+    """A source file is not in the published format (malformed JSON, wrong top-level type...)."""
+
+
+class FetchError(ImpDataError):
+    """A location could not be fetched or is missing expected files."""
+
+
+class ImageError(ImpDataError):
+    """An image could not be rendered. `reason` is the short code written to the rejects table."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class ShardError(ImpDataError):
+    """A shard is missing, corrupt, or disagrees with the index."""

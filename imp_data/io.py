@@ -1,0 +1,66 @@
+"""Atomic file writes: a reader never sees a half-written file under its final name.
+
+Every output goes to a temporary sibling and is renamed into place once complete (rename is atomic on
+POSIX within a filesystem), so a crash leaves either the old file or the new one, plus a stray temp
+file that the next run overwrites.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TMP_SUFFIX = ".tmp"
+
+
+def tmp_path_for(path: Path) -> Path:
+    """The temporary sibling used while `path` is being written (pid-free, so a rerun overwrites it)."""
+    return path.with_name(f".{path.name}{TMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path to write; on success fsync and rename it to `path`, on error remove it.
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp())
+        >>> with atomic_path(d / "x.txt") as tmp: _ = tmp.write_text("hi")
+        >>> (d / "x.txt").read_text()
+        'hi'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(path)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def dumps_canonical(obj: Any) -> str:
+    """Deterministic JSON: sorted keys, no ASCII escaping, fixed separators."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
+    """Write JSON (sorted keys, trailing newline) atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        text = json.dumps(obj, sort_keys=True, ensure_ascii=False, indent=indent) + "\n"
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

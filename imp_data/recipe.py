@@ -1,0 +1,218 @@
+"""Recipes: what a mix is made of, declared once in YAML and validated all at once.
+
+A recipe has two halves. `sources` say how to READ each dataset (adapter, where it is published, its
+image roots, the conversion choices the paper leaves open). `mixes` say what to TAKE from them (take-N,
+drop rules, dedup) and how to render it. One source can feed several mixes (the demo builds stage 1 and
+stage 2 from one recipe). `load_recipe` reports every problem at once, each with its YAML path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from imp_data.errors import RecipeError
+from imp_data.schema import SOURCE_NAME_RE
+
+ImageMode = Literal["pad", "squash", "expand2square"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageRoot(_Strict):
+    """Where the images a source's records point at live."""
+
+    prefix: str = Field(default="", description="Record image-path prefix this root serves ('' = all).")
+    location: str = Field(description="Directory, zip/tar file (or glob of them), hf:// or https:// URL.")
+    member_prefix: str = Field(default="", description="Prefix inside the location that replaces `prefix`.")
+
+
+class RenderSpec(_Strict):
+    """How images are rendered into shards (DESIGN §4)."""
+
+    resolution: int = Field(default=384, ge=8, le=4096, description="Side of the square output in pixels.")
+    mode: ImageMode = Field(default="pad", description="pad = resize-then-pad (paper); squash; expand2square.")
+    fill: tuple[int, int, int] = Field(default=(127, 127, 127), description="Pad colour (SigLIP mean 0.5).")
+    quality: int = Field(default=95, ge=1, le=100, description="JPEG quality of the rendered image.")
+
+    @field_validator("fill")
+    @classmethod
+    def _byte_range(cls, fill: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= c <= 255 for c in fill):
+            raise ValueError("fill components must be in 0..255")
+        return fill
+
+
+class SourceSpec(_Strict):
+    """How to read one published dataset."""
+
+    adapter: str = Field(description="Adapter name from imp_data.sources (e.g. 'llava_665k').")
+    location: str = Field(description="hf://datasets/<repo>@<rev>/<glob>, https://..., or a local directory.")
+    files: list[str] | None = Field(default=None, description="Annotation files relative to location.")
+    images: list[ImageRoot] = Field(default_factory=list, description="Image roots, longest prefix wins.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Adapter options (see its Options).")
+    license: str | None = Field(default=None, description="Licence of the text, for the report.")
+
+
+class DropRule(_Strict):
+    """Drop records matching a condition; dropped records are counted under the rule's name."""
+
+    name: str = Field(pattern=SOURCE_NAME_RE, description="Rule name shown in stats, e.g. 'textcaps'.")
+    image_prefix: str | None = Field(default=None, description="Drop records whose image path starts so.")
+    text_only: bool | None = Field(default=None, description="True: drop text-only records.")
+    source_ids: list[str] | None = Field(default=None, description="Drop these native ids.")
+
+
+class MixSource(_Strict):
+    """One source's share of a mix."""
+
+    take: int | Literal["all"] = Field(default="all", description="Records to sample (seeded), or 'all'.")
+    drop: list[DropRule] = Field(default_factory=list)
+
+    @field_validator("take")
+    @classmethod
+    def _positive(cls, take: int | str) -> int | str:
+        if isinstance(take, int) and take < 0:
+            raise ValueError("take must be >= 0 or 'all'")
+        return take
+
+
+class DedupSpec(_Strict):
+    """Image dedup across the mix (perceptual hash)."""
+
+    mode: Literal["off", "within_source", "across_sources"] = "off"
+    max_distance: int = Field(default=4, ge=0, le=32, description="phash Hamming distance for near dups.")
+    source_priority: list[str] = Field(default_factory=list, description="Which copy to keep first.")
+
+
+class DecontamSpec(_Strict):
+    """Drop training images that match evaluation benchmark images."""
+
+    benchmarks: dict[str, str] = Field(default_factory=dict, description="benchmark name -> location.")
+    max_distance: int = Field(default=4, ge=0, le=32)
+    drop: bool = Field(default=True, description="False: report only.")
+
+
+class MixSpec(_Strict):
+    """A mix to build into mixes/<name>/."""
+
+    stage: Literal[1, 2] = Field(description="1 = projector pre-training captions, 2 = instruction tuning.")
+    sources: dict[str, MixSource] = Field(min_length=1)
+    render: RenderSpec | None = Field(default=None, description="Overrides the recipe's render settings.")
+    shard_size: int | None = Field(default=None, ge=1, description="Overrides the recipe's shard size.")
+    dedup: DedupSpec = Field(default_factory=DedupSpec)
+    decontaminate: DecontamSpec = Field(default_factory=DecontamSpec)
+    max_reject_rate: float | None = Field(default=None, ge=0, le=1)
+
+
+class Recipe(_Strict):
+    """A whole recipe file."""
+
+    name: str = Field(pattern=SOURCE_NAME_RE)
+    description: str = ""
+    seed: int = Field(default=0, description="Seeds take-N and the shuffle; same seed, same bytes.")
+    render: RenderSpec = Field(default_factory=RenderSpec)
+    shard_size: int = Field(default=1000, ge=1, description="Samples per shard.")
+    max_reject_rate: float = Field(default=0.05, ge=0, le=1, description="Blocking check threshold.")
+    sources: dict[str, SourceSpec] = Field(min_length=1)
+    mixes: dict[str, MixSpec] = Field(min_length=1)
+
+    def mix_render(self, mix: str) -> RenderSpec:
+        return self.mixes[mix].render or self.render
+
+    def mix_shard_size(self, mix: str) -> int:
+        return self.mixes[mix].shard_size or self.shard_size
+
+    def mix_max_reject_rate(self, mix: str) -> float:
+        rate = self.mixes[mix].max_reject_rate
+        return self.max_reject_rate if rate is None else rate
+
+
+# ---------------------------------------------------------------------------------------------------------
+# loading and validation
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "<top>"
+
+
+def _semantic_problems(raw: dict[str, Any]) -> list[str]:
+    """Cross-field checks pydantic cannot see: adapter names, adapter options, mix references."""
+    from imp_data.sources import ADAPTERS  # local: sources import recipe types
+
+    problems: list[str] = []
+    sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
+    for name, spec in sources.items():
+        if not isinstance(spec, dict):
+            continue
+        if not re.match(SOURCE_NAME_RE, str(name)):
+            problems.append(f"sources.{name}: source names must match {SOURCE_NAME_RE}")
+        adapter = spec.get("adapter")
+        if adapter is None:
+            continue
+        if adapter not in ADAPTERS:
+            problems.append(f"sources.{name}.adapter: unknown adapter {adapter!r}; valid: {', '.join(sorted(ADAPTERS))}")
+            continue
+        options = spec.get("options") or {}
+        try:
+            ADAPTERS[adapter].Options.model_validate(options)
+        except ValidationError as err:
+            for e in err.errors():
+                problems.append(f"sources.{name}.options.{_path(e['loc'])}: {e['msg']}")
+    mixes = raw.get("mixes") if isinstance(raw.get("mixes"), dict) else {}
+    for mix, spec in mixes.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("sources"), dict):
+            continue
+        for src in spec["sources"]:
+            if src not in sources:
+                problems.append(f"mixes.{mix}.sources.{src}: not declared under sources (have: {', '.join(sources)})")
+        priority = (spec.get("dedup") or {}).get("source_priority") or []
+        for src in priority:
+            if src not in spec["sources"]:
+                problems.append(f"mixes.{mix}.dedup.source_priority: {src!r} is not a source of this mix")
+    return problems
+
+
+def parse_recipe(raw: Any, origin: str = "<recipe>") -> Recipe:
+    """Validate a parsed YAML document; raise RecipeError listing every problem with its YAML path."""
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{origin}: a recipe must be a YAML mapping, found {type(raw).__name__}")
+    problems: list[str] = []
+    recipe = None
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as err:
+        problems += [f"{_path(e['loc'])}: {e['msg']}" for e in err.errors()]
+    problems += _semantic_problems(raw)
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise RecipeError(f"{origin}: {len(problems)} problem(s) in recipe:\n{listing}")
+    assert recipe is not None
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file.
+
+    Example:
+        >>> load_recipe("manifests/demo.yaml").name
+        'demo'
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot read recipe ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RecipeError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', err)}") from None
+    return parse_recipe(raw, str(path))

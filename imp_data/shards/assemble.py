@@ -1,0 +1,163 @@
+"""Turn a plan into shards, then gather the index, the wids shard list and the mix rejects table.
+
+`write_mix_shards` works on any subset of shard numbers (one Dagster partition = one range), skips
+shards that are already complete and verified, and can fan out over processes; every shard depends
+only on its plan rows and the render cache, so the bytes are the same serial or parallel.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from imp_data.errors import ShardError
+from imp_data.io import atomic_path, dumps_canonical, write_json_atomic
+from imp_data.mix.plan import shard_count, shard_name
+from imp_data.recipe import RenderSpec
+from imp_data.shards.writer import INDEX_SCHEMA, Member, shard_is_complete, write_shard
+
+WIDS_KIND = "wids-shard-index-v1"
+
+
+def _sample_json(row: dict, *, mix: str, location: str, render: RenderSpec) -> bytes:
+    image = None
+    if row.get("image") is not None:
+        image = {"path": row["image"], "sha256": row["sha256"], "phash": row["phash"],
+                 "orig_width": row["orig_width"], "orig_height": row["orig_height"], "width": row["width"],
+                 "height": row["height"], "mode": render.mode, "fill": list(render.fill),
+                 "resolution": render.resolution}
+    obj = {"key": row["key"], "id": row["id"], "source": row["source"], "source_id": row["source_id"],
+           "conversations": [{"from": t["from"], "value": t["value"]} for t in row["conversations"]],
+           "meta": json.loads(row["meta"]) if row.get("meta") else {}, "mix": mix, "location": location,
+           "image": image}
+    return dumps_canonical(obj).encode("utf-8")
+
+
+def _index_row(row: dict) -> dict:
+    keep = ("position", "id", "source", "source_id", "sha256", "phash", "orig_width", "orig_height", "width",
+            "height", "n_turns", "text_chars", "text_words")
+    return {k: row.get(k) for k in keep}
+
+
+def _write_one(args: tuple) -> tuple[int, bool]:
+    shard, rows, tar_path, part_path, cache_dir, mix, locations, render = args
+    keys = [r["key"] for r in rows]
+    if shard_is_complete(Path(tar_path), Path(part_path), keys):
+        return shard, False
+    members = []
+    for row in rows:
+        jpg = None
+        if row.get("image") is not None:
+            path = Path(cache_dir) / row["cache"]
+            try:
+                jpg = path.read_bytes()
+            except OSError as err:
+                raise ShardError(f"{path}: rendered image for {row['id']!r} is missing ({err.strerror}) — "
+                                 "rerun the render stage") from None
+        members.append(Member(row["key"], _sample_json(row, mix=mix, location=locations[row["source"]], render=render),
+                              jpg, _index_row(row)))
+    write_shard(Path(tar_path), Path(part_path), shard, members)
+    return shard, True
+
+
+def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, progress=None) -> dict[str, int]:
+    """Write (or verify and skip) the given shards of `mix` (default: all). Returns written/skipped counts."""
+    layout = ctx.layout
+    plan = pl.read_parquet(layout.plan(mix))
+    wanted = range(shard_count(plan)) if shards is None else sorted(set(shards))
+    render = ctx.recipe.mix_render(mix)
+    locations = {s: ctx.recipe.sources[s].location for s in ctx.sources_of(mix)}
+    layout.shards_dir(mix).mkdir(parents=True, exist_ok=True)
+    layout.index_parts(mix).mkdir(parents=True, exist_ok=True)
+    by_shard = plan.filter(pl.col("shard").is_in(list(wanted))).partition_by("shard", as_dict=True, maintain_order=True)
+    jobs = []
+    for shard in wanted:
+        frame = by_shard.get((shard,))
+        if frame is None:
+            raise ShardError(f"shard {shard} of mix {mix!r} is not in the plan ({shard_count(plan)} shards)")
+        jobs.append((shard, frame.sort("position").to_dicts(), str(layout.shards_dir(mix) / shard_name(mix, shard)),
+                     str(layout.index_parts(mix) / f"{shard:06d}.parquet"), str(layout.render_dir(mix) / "cache"),
+                     mix, locations, render))
+    counts = {"written": 0, "skipped": 0}
+
+    def tally(results: Iterable[tuple[int, bool]]) -> None:
+        for _, written in results:
+            counts["written" if written else "skipped"] += 1
+            if progress is not None:
+                progress(1)
+
+    if ctx.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(min(ctx.workers, len(jobs))) as pool:
+            tally(pool.map(_write_one, jobs))
+    else:
+        tally(map(_write_one, jobs))
+    return counts
+
+
+def finalize_index(ctx, mix: str) -> pl.DataFrame:
+    """Concatenate the index parts (all shards must be complete) -> index.parquet + index.wids.json."""
+    layout = ctx.layout
+    plan = pl.read_parquet(layout.plan(mix), columns=["key", "shard"])
+    n = shard_count(plan)
+    parts = [layout.index_parts(mix) / f"{s:06d}.parquet" for s in range(n)]
+    missing = [p.name for p in parts if not p.is_file()]
+    if missing:
+        raise ShardError(f"{layout.shards_dir(mix)}: {len(missing)} shard(s) not written yet "
+                         f"(e.g. {missing[0]}) — run the shards stage for every partition first")
+    index = pl.concat([pl.read_parquet(p) for p in parts], how="vertical") if parts else \
+        pl.from_arrow(INDEX_SCHEMA.empty_table())
+    if index["key"].to_list() != plan["key"].to_list():
+        raise ShardError(f"{layout.index(mix)}: index keys disagree with the plan — rerun the shards stage")
+    with atomic_path(layout.index(mix)) as tmp:
+        index.write_parquet(tmp)
+    shardlist = []
+    if index.height:
+        per = index.group_by("shard", maintain_order=True).agg(
+            pl.len().alias("nsamples"), pl.first("shard_name"), pl.first("shard_size"), pl.first("shard_sha256"))
+        shardlist = [{"url": r["shard_name"], "nsamples": r["nsamples"], "filesize": r["shard_size"],
+                      "sha256": r["shard_sha256"]} for r in per.sort("shard").to_dicts()]
+    write_json_atomic(layout.wids(mix), {"__kind__": WIDS_KIND, "wids_version": 1, "name": mix,
+                                         "shardlist": shardlist})
+    return index
+
+
+def gather_rejects(ctx, mix: str) -> pl.DataFrame:
+    """Every record of the mix's sources that is not in a shard: normalize rejects, drops, render
+    rejects and removals -> rejects.parquet (source, source_id, id, stage, reason, detail, kept_id, distance)."""
+    from imp_data.build import DROP_COLUMNS
+
+    layout = ctx.layout
+    cols = ["source", "source_id", "id", "stage", "reason", "detail", "kept_id", "distance"]
+    frames = []
+    for source in ctx.sources_of(mix):
+        rej = pl.read_parquet(layout.source_rejects(source))
+        frames.append(rej.with_columns(pl.lit(None, pl.String).alias("id"), pl.lit(None, pl.String).alias("kept_id"),
+                                       pl.lit(None, pl.Int32).alias("distance")).select(cols))
+    frames.append(pl.read_parquet(layout.drops(mix)).select(cols))
+    renders = pl.read_parquet(layout.renders(mix)).filter(pl.col("reason").is_not_null())
+    selected = pl.read_parquet(layout.selected(mix), columns=["id", "source", "source_id"])
+    frames.append(renders.join(selected, on="id", how="left").with_columns(
+        pl.lit("render").alias("stage"), pl.lit(None, pl.String).alias("kept_id"),
+        pl.lit(None, pl.Int32).alias("distance")).select(cols))
+    frames.append(pl.read_parquet(layout.removals(mix)).select(cols))
+    schema = {k: DROP_COLUMNS[k] for k in cols}
+    rejects = pl.concat([f.cast(schema) for f in frames], how="vertical")
+    with atomic_path(layout.rejects(mix)) as tmp:
+        rejects.write_parquet(tmp)
+    return rejects
+
+
+def read_index(mix_dir: Path) -> pl.DataFrame:
+    path = mix_dir / "index.parquet"
+    if not path.is_file():
+        raise ShardError(f"{path}: no index — build the mix first (imp-data build RECIPE)")
+    return pl.read_parquet(path)
+
+
+def index_part_rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows

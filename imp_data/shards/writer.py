@@ -1,0 +1,112 @@
+"""Write one WebDataset shard: deterministic bytes, atomic rename, index rows written last.
+
+Tar headers carry fixed mtime/uid/gid/mode and empty owner names, so the same samples give the same
+bytes on any machine. The tar is written under a temporary name and renamed only when complete; its
+index part (per-sample member offsets, shard size and sha256) is written after the rename, so "index
+part exists and matches the file" is the resume test for a shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from imp_data.io import atomic_path
+
+TAR_FORMAT = tarfile.USTAR_FORMAT  # keys are short: no PAX/GNU extension headers, widest compatibility
+
+INDEX_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()), ("position", pa.int64()), ("shard", pa.int32()), ("shard_name", pa.string()),
+        ("id", pa.string()), ("source", pa.string()), ("source_id", pa.string()),
+        ("sha256", pa.string()), ("phash", pa.string()),
+        ("orig_width", pa.int32()), ("orig_height", pa.int32()), ("width", pa.int32()), ("height", pa.int32()),
+        ("n_turns", pa.int32()), ("text_chars", pa.int64()), ("text_words", pa.int64()),
+        ("json_offset", pa.int64()), ("json_size", pa.int64()), ("jpg_offset", pa.int64()), ("jpg_size", pa.int64()),
+        ("shard_size", pa.int64()), ("shard_sha256", pa.string()),
+    ]
+)
+
+
+@dataclass
+class Member:
+    """One sample's member group: KEY.json and, when it has an image, KEY.jpg."""
+
+    key: str
+    json_bytes: bytes
+    jpg_bytes: bytes | None
+    row: dict  # index columns known before writing (id, source, hashes, sizes, text stats...)
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]:
+    """Append a member; return (offset of its data in the file, size)."""
+    info = _tarinfo(name, len(data))
+    header = len(info.tobuf(TAR_FORMAT, tar.encoding, tar.errors))
+    data_offset = tar.offset + header
+    tar.addfile(info, io.BytesIO(data))
+    return data_offset, len(data)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_shard(tar_path: Path, index_part: Path, shard: int, members: list[Member]) -> list[dict]:
+    """Write `tar_path` then `index_part`; return the index rows."""
+    rows: list[dict] = []
+    with atomic_path(tar_path) as tmp:
+        with tarfile.open(tmp, "w", format=TAR_FORMAT) as tar:
+            for m in members:
+                json_offset, json_size = _add(tar, f"{m.key}.json", m.json_bytes)
+                jpg_offset = jpg_size = None
+                if m.jpg_bytes is not None:
+                    jpg_offset, jpg_size = _add(tar, f"{m.key}.jpg", m.jpg_bytes)
+                rows.append({**m.row, "key": m.key, "shard": shard, "shard_name": tar_path.name,
+                             "json_offset": json_offset, "json_size": json_size,
+                             "jpg_offset": jpg_offset, "jpg_size": jpg_size})
+        size, digest = tmp.stat().st_size, file_sha256(tmp)
+    for row in rows:
+        row["shard_size"], row["shard_sha256"] = size, digest
+    write_index_part(index_part, rows)
+    return rows
+
+
+def write_index_part(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_SCHEMA), tmp, compression="zstd")
+
+
+def shard_is_complete(tar_path: Path, index_part: Path, expected_keys: list[str]) -> bool:
+    """True when the tar and its index part exist and agree (size, sha256, keys) — safe to skip."""
+    if not (tar_path.is_file() and index_part.is_file()):
+        return False
+    try:
+        part = pq.read_table(index_part, columns=["key", "shard_size", "shard_sha256"]).to_pydict()
+    except Exception:  # a corrupt index part means: rebuild the shard
+        return False
+    if part["key"] != expected_keys:
+        return False
+    if expected_keys and (part["shard_size"][0] != tar_path.stat().st_size or part["shard_sha256"][0] != file_sha256(tar_path)):
+        return False
+    return True

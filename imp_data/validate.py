@@ -1,0 +1,136 @@
+"""`imp-data validate`: recipes, parquet tables and shards checked against the schema models.
+
+Users' CI runs this on their recipes and outputs. Every problem is one line naming the file and the
+record; checking goes on after the first problem so one run lists them all (up to a cap).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+from PIL import Image
+from pydantic import ValidationError
+
+from imp_data.errors import ImpDataError
+from imp_data.recipe import load_recipe
+from imp_data.schema import Reject, Sample, ShardRecord
+
+
+def _err(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in err.errors())
+
+
+def validate_normalized(path: Path, limit: int) -> list[str]:
+    from imp_data.normalize import row_to_sample_dict
+
+    problems = []
+    frame = pl.read_parquet(path)
+    for n, row in enumerate(frame.iter_rows(named=True)):
+        try:
+            Sample.model_validate(row_to_sample_dict(row))
+        except ValidationError as err:
+            problems.append(f"{path}: row {n} (id {row.get('id')!r}): {_err(err)}")
+        if len(problems) >= limit:
+            break
+    ids = frame["id"]
+    if ids.n_unique() != frame.height:
+        dup = ids.filter(ids.is_duplicated()).head(1).item()
+        problems.append(f"{path}: ids are not unique (e.g. {dup!r})")
+    return problems
+
+
+def validate_rejects(path: Path, limit: int) -> list[str]:
+    problems = []
+    for n, row in enumerate(pl.read_parquet(path).iter_rows(named=True)):
+        try:
+            Reject.model_validate({k: row[k] for k in ("source", "source_id", "stage", "reason", "detail")})
+        except (ValidationError, KeyError) as err:
+            problems.append(f"{path}: row {n}: {_err(err) if isinstance(err, ValidationError) else err}")
+        if len(problems) >= limit:
+            break
+    return problems
+
+
+def validate_tar(path: Path, limit: int) -> list[str]:
+    """Every KEY.json against ShardRecord; every KEY.jpg decodes to resolution x resolution."""
+    from imp_data.shards.reader import iter_tar_samples
+
+    problems = []
+    try:
+        for key, record, jpg in iter_tar_samples(path):
+            where = f"{path}: sample {key}"
+            if record is None:
+                problems.append(f"{where}: no {key}.json member")
+                continue
+            try:
+                rec = ShardRecord.model_validate(record)
+            except ValidationError as err:
+                problems.append(f"{where}: {_err(err)}")
+                continue
+            if (rec.image is None) != (jpg is None):
+                problems.append(f"{where}: image info and {key}.jpg disagree (one is missing)")
+            elif jpg is not None:
+                try:
+                    with Image.open(io.BytesIO(jpg)) as img:
+                        img.load()
+                        size = img.size
+                except Exception as err:  # any decoder failure is a problem to report, not a crash
+                    problems.append(f"{where}: {key}.jpg does not decode ({err})")
+                    continue
+                r = rec.image.resolution
+                if size != (r, r):
+                    problems.append(f"{where}: {key}.jpg is {size[0]}x{size[1]}, expected {r}x{r}")
+            if len(problems) >= limit:
+                break
+    except ImpDataError as err:
+        problems.append(str(err))
+    return problems
+
+
+def validate_mix_dir(path: Path, limit: int) -> list[str]:
+    from imp_data.shards.reader import verify_mix
+
+    problems = verify_mix(path)
+    for tar in sorted((path / "shards").glob("*.tar")):
+        problems += validate_tar(tar, limit - len(problems))
+        if len(problems) >= limit:
+            break
+    return problems
+
+
+def validate_path(path: Path, limit: int = 50) -> list[str]:
+    """Problems with one path (recipe, parquet, tar or directory)."""
+    if not path.exists():
+        return [f"{path}: does not exist"]
+    if path.is_dir():
+        if (path / "index.parquet").is_file():
+            return validate_mix_dir(path, limit)
+        problems = []
+        for child in sorted(path.glob("*.parquet")) + sorted(path.glob("*.tar")):
+            problems += validate_path(child, limit - len(problems))
+        return problems or ([] if any(path.iterdir()) else [f"{path}: empty directory"])
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            load_recipe(path)
+            return []
+        except ImpDataError as err:
+            return [str(err)]
+    if path.suffix == ".tar":
+        return validate_tar(path, limit)
+    if path.suffix == ".parquet":
+        cols = pl.read_parquet_schema(path)
+        if "conversations" in cols and "order" in cols:
+            return validate_normalized(path, limit)
+        if "stage" in cols and "reason" in cols:
+            return validate_rejects(path, limit)
+        return []  # other tables (plan, index, renders) are checked through their mix directory
+    return [f"{path}: don't know how to validate this kind of file (.yaml, .parquet, .tar or a mix directory)"]
+
+
+def validate_paths(paths: list[Path], max_report: int = 50) -> list[str]:
+    problems: list[str] = []
+    for path in paths:
+        problems += validate_path(path, max(1, max_report - len(problems)))
+    return problems
