@@ -143,7 +143,7 @@ def read_frame(path: Path, what: str, hint: str) -> pl.DataFrame:
 
 def fetch_source(ctx: BuildContext, source: str) -> Path:
     """Make the source's annotation files available locally; return the directory the adapter reads."""
-    from imp_data.sources import get_adapter
+    from imp_data.sources.registry import get_adapter
 
     spec = ctx.source(source)
     files = spec.files or get_adapter(spec.adapter).default_files
@@ -165,7 +165,7 @@ def normalize_source(ctx: BuildContext, source: str):
     """Adapter records -> normalized/<source>.parquet + rejects/<source>.parquet; returns SourceCounts."""
     from imp_data.normalize import normalize_records
     from imp_data.progress import progress_bar
-    from imp_data.sources import get_adapter
+    from imp_data.sources.registry import get_adapter
     from imp_data.sources.base import resolve_files
 
     spec = ctx.source(source)
@@ -271,16 +271,21 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
 
 
 def finalize_mix(ctx: BuildContext, mix: str) -> dict:
-    """Index, wids list, rejects table, stats and report for a mix whose shards are all written."""
-    from imp_data.report import write_report
+    """Index, wids list, rejects table and stats for a mix whose shards are all written."""
     from imp_data.shards.assemble import finalize_index, gather_rejects
     from imp_data.stats import write_stats
 
     finalize_index(ctx, mix)
     gather_rejects(ctx, mix)
-    stats = write_stats(ctx, mix)
-    write_report(stats, ctx.layout.mix(mix))
-    return stats
+    return write_stats(ctx, mix)
+
+
+def report_mix(ctx: BuildContext, mix: str) -> Path:
+    """report.md + charts from stats.json."""
+    from imp_data.report import write_report
+    from imp_data.stats import load_stats
+
+    return write_report(load_stats(ctx.layout.mix(mix)), ctx.layout.mix(mix))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -327,7 +332,9 @@ def build_mix(ctx: BuildContext, mix: str, until: str | None = None) -> dict | N
         write_mix_shards(ctx, mix, progress=bar.update)
     if until == "shards":
         return None
-    return finalize_mix(ctx, mix)
+    stats = finalize_mix(ctx, mix)
+    report_mix(ctx, mix)
+    return stats
 
 
 def build(ctx: BuildContext, *, sources: list[str] | None = None, until: str | None = None,

@@ -90,6 +90,11 @@ class DedupSpec(_Strict):
     max_distance: int = Field(default=4, ge=0, le=32, description="phash Hamming distance for near dups.")
     source_priority: list[str] = Field(default_factory=list, description="Which copy to keep first.")
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, mode: object) -> object:
+        return "off" if mode is False else mode  # YAML 1.1 reads a bare `off` as false
+
 
 class DecontamSpec(_Strict):
     """Drop training images that match evaluation benchmark images."""
@@ -109,6 +114,11 @@ class MixSpec(_Strict):
     dedup: DedupSpec = Field(default_factory=DedupSpec)
     decontaminate: DecontamSpec = Field(default_factory=DecontamSpec)
     max_reject_rate: float | None = Field(default=None, ge=0, le=1)
+    partitions: int = Field(
+        default=8, ge=1, le=5000,
+        description="Dagster partitions of the shards asset; shard s belongs to partition s mod N "
+        "(the shard count is only known once the plan exists, the partition set must be known before).",
+    )
 
 
 class Recipe(_Strict):
@@ -144,7 +154,7 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 def _semantic_problems(raw: dict[str, Any]) -> list[str]:
     """Cross-field checks pydantic cannot see: adapter names, adapter options, mix references."""
-    from imp_data.sources import ADAPTERS  # local: sources import recipe types
+    from imp_data.sources.registry import ADAPTERS  # local: sources import recipe types
 
     problems: list[str] = []
     sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}

@@ -1,0 +1,53 @@
+"""Data-quality measures behind the blocking checks (Dagster asset checks and CLI alike).
+
+Thresholds live in the recipe; these functions only measure and explain, so a failed check can say
+exactly which source missed what and why.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from imp_data.normalize import read_counts
+
+
+def target_report(ctx, mix: str) -> list[dict]:
+    """Per source: target, selected, and whether a shortfall is explained.
+
+    A source meets its target when it selected `take` records; a shortfall is explained when nothing
+    eligible was left unsampled (every missing record is a listed reject or drop).
+    """
+    layout = ctx.layout
+    selected = pl.read_parquet(layout.selected(mix), columns=["source"])
+    drops = pl.read_parquet(layout.drops(mix), columns=["source", "reason"])
+    rows = []
+    for source, share in ctx.recipe.mixes[mix].sources.items():
+        n = selected.filter(pl.col("source") == source).height
+        unsampled = drops.filter((pl.col("source") == source) & (pl.col("reason") == "not_sampled")).height
+        met = share.take == "all" or n == share.take
+        rows.append({"source": source, "target": share.take, "selected": n, "unsampled": unsampled,
+                     "ok": met or unsampled == 0,
+                     "why": "met" if met else ("all eligible records taken; the rest are listed rejects/drops"
+                                               if unsampled == 0 else "eligible records left unsampled")})
+    return rows
+
+
+def reject_rate(ctx, mix: str) -> dict:
+    """Rejected records (normalize + render) over records read, for the mix's sources."""
+    layout = ctx.layout
+    read = rejected = 0
+    per_source = {}
+    renders = pl.read_parquet(layout.renders(mix)).filter(pl.col("reason").is_not_null())
+    selected = pl.read_parquet(layout.selected(mix), columns=["id", "source"])
+    render_rejects = renders.join(selected, on="id").group_by("source").len()
+    render_by_source = dict(render_rejects.rows())
+    for source in ctx.sources_of(mix):
+        counts = read_counts(layout.normalized(source))
+        n = sum(counts.rejected.values()) + render_by_source.get(source, 0)
+        per_source[source] = {"read": counts.read, "rejected": n}
+        read += counts.read
+        rejected += n
+    rate = rejected / read if read else 0.0
+    limit = ctx.recipe.mix_max_reject_rate(mix)
+    return {"rate": rate, "limit": limit, "ok": rate <= limit, "read": read, "rejected": rejected,
+            "per_source": per_source}

@@ -1,0 +1,56 @@
+"""The code location: `Definitions` assembled from a recipe (env IMP_DATA_RECIPE, default the demo).
+
+    dagster dev -m pipelines.definitions          # UI on http://127.0.0.1:3000
+    IMP_DATA_RECIPE=manifests/imp_1m.yaml IMP_DATA_ROOT=/data dagster dev -m pipelines.definitions
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from imp_data.recipe import Recipe, load_recipe
+from pipelines.assets import mix_assets, mix_key, source_assets
+from pipelines.checks import mix_checks, source_checks
+from pipelines.resources import DataRoot, FetchSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RECIPE = ROOT / "manifests" / "demo.yaml"
+
+
+def mix_jobs(recipe: Recipe, mix: str) -> list[dg.UnresolvedAssetJobDefinition]:
+    """Three jobs per mix, because a job runs one partitioning: prepare (sources -> plan), shards
+    (partitioned: launch a backfill over all partitions), finalize (index -> report)."""
+    sources = dg.AssetSelection.assets(mix_key(mix, "selection")).upstream()
+    prepare = sources | dg.AssetSelection.assets(mix_key(mix, "renders"), mix_key(mix, "plan"))
+    return [
+        dg.define_asset_job(f"{mix}_prepare_job", selection=prepare,
+                            description=f"fetch, normalize, select, render and plan `{mix}`"),
+        dg.define_asset_job(f"{mix}_shards_job", selection=dg.AssetSelection.assets(mix_key(mix, "shards")),
+                            description=f"write the shards of `{mix}` (one run per partition, or a backfill)"),
+        dg.define_asset_job(f"{mix}_finalize_job",
+                            selection=dg.AssetSelection.assets(mix_key(mix, "index"), mix_key(mix, "report")),
+                            description=f"index, rejects, stats and report of `{mix}`"),
+    ]
+
+
+def build_definitions(recipe_path: str | Path | None = None, *, data_root: str | None = None,
+                      executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+    recipe = load_recipe(recipe_path or os.environ.get("IMP_DATA_RECIPE", DEFAULT_RECIPE))
+    assets, checks, jobs = [], [], []
+    for source in dict.fromkeys(s for m in recipe.mixes.values() for s in m.sources):
+        assets += source_assets(recipe, source)
+        checks += source_checks(recipe, source)
+    for mix in recipe.mixes:
+        assets += mix_assets(recipe, mix)
+        checks += mix_checks(recipe, mix)
+        jobs += mix_jobs(recipe, mix)
+    root = DataRoot(path=data_root) if data_root else DataRoot()
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs,
+                          resources={"data_root": root, "fetch": FetchSettings()},
+                          executor=executor or dg.multiprocess_executor)
+
+
+defs = build_definitions()
