@@ -8,6 +8,8 @@ only on its plan rows and the render cache, so the bytes are the same serial or 
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -62,6 +64,8 @@ def _write_one(args: tuple) -> tuple[int, bool]:
         members.append(Member(row["key"], _sample_json(row, mix=mix, location=locations[row["source"]], render=render),
                               jpg, _index_row(row)))
     write_shard(Path(tar_path), Path(part_path), shard, members)
+    # Crash-test hook: slow shard writing down so a test can SIGKILL the build mid-way.
+    time.sleep(float(os.environ.get("IMP_DATA_THROTTLE_SHARDS", "0")))
     return shard, True
 
 
