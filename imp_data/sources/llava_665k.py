@@ -1,0 +1,37 @@
+"""LLaVA-1.5 mix665k (`llava_v1_5_mix665k.json`, HF liuhaotian/LLaVA-Instruct-150K), SOURCES §2.
+
+Pitfalls handled: ids are mixed str/int (kept as published strings), one COCO id keys several records
+(the normaliser suffixes `#2`, `#3`), ShareGPT records have no `image` key (text-only), and `<image>`
+may stand at the end of the prompt. TextCaps is not dropped here: that is a mix rule (`image_prefix:
+textvqa/`), so the adapter stays a faithful reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from imp_data.sources.base import Adapter, Record
+from imp_data.sources.llava_format import read_llava_files
+
+
+class LLaVA665KOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    move_image_token_first: bool = Field(
+        default=False,
+        description="Rewrite the first turn as '<image>\\n' + text. Default off: keep records as published; "
+        "the trainer does this (LLaVA preprocess_multimodal), so the data stays faithful.",
+    )
+
+
+class LLaVA665KAdapter(Adapter):
+    name = "llava_665k"
+    description = "LLaVA-1.5 665K instruction mix (LLaVA conversations)"
+    default_files = ["llava_v1_5_mix665k.json"]
+    Options = LLaVA665KOptions
+
+    def read(self, root: Path, files: list[str], options: LLaVA665KOptions) -> Iterator[Record]:
+        yield from read_llava_files(root, files, move_token=options.move_image_token_first)

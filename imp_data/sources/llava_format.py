@@ -1,0 +1,48 @@
+"""Records already in LLaVA's conversation format (665K, LCS-558K, ShareGPT-4V, ALLaVA): one converter.
+
+Converting is checking shapes and moving extras to `meta`; the content is kept exactly as published
+(`<image>` placement included — the trainer normalises it, TRAINING §3.1). Shape problems become
+`Problem`s with a reason; content rules (roles, empty turns, `<image>` count) are the schema's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from imp_data.sources.base import Candidate, Problem, Record, move_image_token_first, native_id
+from imp_data.sources.jsonstream import iter_json_array
+
+KNOWN_KEYS = {"id", "image", "conversations"}
+
+
+def llava_record(rec: Any, where: str, fallback_id: str, *, move_token: bool = False) -> Record:
+    """One LLaVA-format JSON object -> Candidate, or Problem when its shape is wrong."""
+    if not isinstance(rec, dict):
+        return Problem(fallback_id, "bad_type", f"{where}: record is a {type(rec).__name__}, not an object")
+    sid = native_id(rec.get("id"))
+    if sid is None:
+        return Problem(fallback_id, "missing_field", f"{where}: no usable 'id'")
+    conv = rec.get("conversations")
+    if conv is None:
+        return Problem(sid, "missing_field", f"{where}: no 'conversations'")
+    if not isinstance(conv, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("from"), str) and isinstance(t.get("value"), str) for t in conv
+    ):
+        return Problem(sid, "bad_type", f"{where}: 'conversations' must be a list of {{from, value}} strings")
+    image = rec.get("image")
+    if image is not None and not isinstance(image, str):
+        return Problem(sid, "bad_type", f"{where}: 'image' must be a string")
+    turns = [{"from": t["from"], "value": t["value"]} for t in conv]
+    if move_token and image and turns:
+        turns[0]["value"] = move_image_token_first(turns[0]["value"])
+    meta = {k: v for k, v in rec.items() if k not in KNOWN_KEYS}
+    return Candidate(source_id=sid, image=image, conversations=turns, meta=meta, where=where)
+
+
+def read_llava_files(root: Path, files: list[str], *, move_token: bool = False) -> Iterator[Record]:
+    """Stream every record of every file (file order defines the '#N' suffixes of repeated ids)."""
+    for name in files:
+        for n, rec in enumerate(iter_json_array(root / name)):
+            yield llava_record(rec, f"{name} record {n}", f"@{name}:{n}", move_token=move_token)
