@@ -110,11 +110,12 @@ def local_location(location: str, data_root: Path) -> Path | None:
     return path if path.is_absolute() else data_root / path
 
 
-def make_image_store(roots: tuple[tuple[str, str, str], ...]):
-    """Build an ImageStore from (prefix, resolved location, member_prefix) triples (picklable factory)."""
+def make_image_store(roots: tuple[tuple[str, str, str, str], ...]):
+    """An ImageStore from (prefix, resolved location, member_prefix, recipe location) (picklable factory)."""
     from imp_data.fetch.image_store import ImageStore
 
-    return ImageStore([ImageRoot(prefix=p, location=loc, member_prefix=m) for p, loc, m in roots])
+    return ImageStore([ImageRoot(prefix=p, location=loc, member_prefix=m) for p, loc, m, _ in roots],
+                      labels=[label for *_, label in roots])
 
 
 def image_store_factory(ctx: BuildContext, source: str):
@@ -127,7 +128,7 @@ def image_store_factory(ctx: BuildContext, source: str):
             from imp_data.fetch.locations import resolve_location
 
             local = resolve_location(root.location, ctx.data_root, files=None, cache_dir=ctx.layout.raw(source))
-        resolved.append((root.prefix, str(local), root.member_prefix))
+        resolved.append((root.prefix, str(local), root.member_prefix, root.location))
     return functools.partial(make_image_store, tuple(resolved))
 
 

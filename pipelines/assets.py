@@ -2,8 +2,6 @@
 plan -> shards (partitioned) -> index -> report. Each body calls one `imp_data.build` stage and turns
 its result into UI metadata; nothing here computes anything the CLI does not."""
 
-from __future__ import annotations
-
 import base64
 from pathlib import Path
 
@@ -124,7 +122,8 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
     def shards(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.MaterializeResult:
         ctx = data_root.context(recipe)
         n_shards = shard_count(pl.read_parquet(ctx.layout.plan(mix), columns=["shard"]))
-        mine = partition_shards(context.partition_key, spec.partitions, n_shards)
+        # a run may cover one partition or a range of them (a single-run backfill)
+        mine = sorted(s for key in context.partition_keys for s in partition_shards(key, spec.partitions, n_shards))
         counts = write_mix_shards(ctx, mix, mine) if mine else {"written": 0, "skipped": 0}
         return dg.MaterializeResult(metadata={"shards": dg.MetadataValue.json(mine), **counts})
 

@@ -88,6 +88,7 @@ def test_textcaps_dropped_exactly(demo_build):
 def test_sigkill_during_shards_then_resume(demo_build, tmp_path):
     root, _ = demo_build
     data = tmp_path / "crash"
+    data.mkdir(parents=True, exist_ok=True)
     (data / "mirror").symlink_to(root / "mirror", target_is_directory=True)
     env = {**os.environ, "IMP_DATA_THROTTLE_SHARDS": "0.3", "IMP_DATA_PROGRESS": "0"}
     cmd = [sys.executable, "-m", "imp_data.cli", "build", str(DEMO_RECIPE), "--data-root", str(data),

@@ -70,6 +70,7 @@ def dagster_server(demo_build, tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     data = tmp_path_factory.mktemp("ui_data")
+    data.mkdir(parents=True, exist_ok=True)
     (data / "mirror").symlink_to(cli_root / "mirror", target_is_directory=True)
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "IMP_DATA_ROOT": str(data), "IMP_DATA_PROGRESS": "0",
@@ -141,6 +142,9 @@ def test_browser_shows_report_table(dagster_server):
         page = browser.new_page(viewport={"width": 1500, "height": 1200})
         page.goto(f"{base}/assets/{MIX}/report", wait_until="networkidle", timeout=60_000)
         page.get_by_text("llava_665k").first.wait_for(timeout=30_000)
+        skip = page.get_by_role("button", name="Skip")  # first-visit community dialog
+        if skip.count():
+            skip.first.click()
         page.screenshot(path=str(ARTIFACTS / "dagster_report_asset.png"), full_page=True)
         text = page.inner_text("body")
         browser.close()

@@ -7,6 +7,8 @@ Run: pytest tests/test_pipelines.py
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -29,25 +31,32 @@ def materialize_everything(defs: dg.Definitions, instance: dg.DagsterInstance, *
     partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None]
     finals = [k for k in graph.get_all_asset_keys() if k.path[-1] in ("index", "report")]
     before = [k for k in graph.get_all_asset_keys() if k not in partitioned and k not in finals]
-    results = [dg.materialize(items, instance=instance, selection=before, raise_on_error=raise_on_error)]
+    resources = dict(defs.resources or {})
+    results = [dg.materialize(items, instance=instance, selection=before, raise_on_error=raise_on_error,
+                              resources=resources)]
     if not results[0].success:
         return results
     for key in partitioned:
         for pk in graph.get(key).partitions_def.get_partition_keys():
-            results.append(dg.materialize(items, instance=instance, selection=[key], partition_key=pk))
-    results.append(dg.materialize(items, instance=instance, selection=finals, raise_on_error=raise_on_error))
+            results.append(dg.materialize(items, instance=instance, selection=[key], partition_key=pk,
+                                          resources=resources))
+    results.append(dg.materialize(items, instance=instance, selection=finals, raise_on_error=raise_on_error,
+                                  resources=resources))
     return results
 
 
-def test_definitions_validate_command():
+def test_definitions_validate_command(tmp_path):
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-m", "pipelines.definitions"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+                          cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_materialize_equals_cli_build(demo_build, tmp_path):
     cli_root, _ = demo_build
     root = tmp_path / "dagster"
+    root.mkdir(parents=True, exist_ok=True)
     (root / "mirror").symlink_to(cli_root / "mirror", target_is_directory=True)
     defs = build_definitions(DEMO_RECIPE, data_root=str(root))
     with dg.DagsterInstance.ephemeral() as instance:
@@ -72,15 +81,17 @@ def test_failing_blocking_check_stops_downstream(demo_build, tmp_path):
     path = tmp_path / "strict.yaml"
     path.write_text(yaml.safe_dump(recipe))
     root = tmp_path / "strict"
+    root.mkdir(parents=True, exist_ok=True)
     (root / "mirror").symlink_to(cli_root / "mirror", target_is_directory=True)
     defs = build_definitions(path, data_root=str(root))
     with dg.DagsterInstance.ephemeral() as instance:
         (result,) = materialize_everything(defs, instance, raise_on_error=False)
         failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
         assert {e.check_name for e in failed} >= {"check_reject_rate"}
-        materialized = {ev.event_specific_data.materialization.asset_key.path[-1]
+        materialized = {"/".join(ev.event_specific_data.materialization.asset_key.path)
                         for ev in result.get_asset_materialization_events()}
-        assert "renders" in materialized and "plan" not in materialized
+        assert "demo_stage2/renders" in materialized and "demo_stage2/plan" not in materialized
+        assert "demo_stage1/plan" in materialized  # the other mix is unaffected
     assert not (root / "mixes" / "demo_stage2" / "plan.parquet").exists()
 
 

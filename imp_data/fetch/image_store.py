@@ -30,10 +30,11 @@ def url_filename(url: str) -> str:
 
 
 class _Root:
-    def __init__(self, prefix: str, location: str, member_prefix: str):
+    def __init__(self, prefix: str, location: str, member_prefix: str, label: str | None = None):
         self.prefix = prefix
         self.member_prefix = member_prefix
         self.location = location
+        self.label = label or location  # how errors name it (the recipe's spelling: no machine paths)
         path = Path(location)
         self.archives: list[Archive] | None = None
         if any(c in location for c in "*?["):
@@ -62,9 +63,10 @@ class _Root:
 class ImageStore:
     """Image roots of one source; `read(path)` returns bytes or raises ImageError('image_missing')."""
 
-    def __init__(self, roots):
-        self._roots = sorted((_Root(r.prefix, str(r.location), r.member_prefix) for r in roots),
-                             key=lambda r: -len(r.prefix))
+    def __init__(self, roots, labels: list[str] | None = None):
+        labels = labels or [None] * len(roots)
+        self._roots = sorted((_Root(r.prefix, str(r.location), r.member_prefix, label)
+                              for r, label in zip(roots, labels)), key=lambda r: -len(r.prefix))
 
     def read(self, image: str) -> bytes:
         tried = []
@@ -73,7 +75,7 @@ class ImageStore:
                 data = root.read(image)
                 if data is not None:
                     return data
-                tried.append(root.location)
+                tried.append(root.label)
         where = ", ".join(tried) if tried else "no image root matches this path"
         raise ImageError("image_missing", f"{image} not found (searched: {where})")
 
