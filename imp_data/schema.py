@@ -57,45 +57,108 @@ class Sample(BaseModel):
     @field_validator("image")
     @classmethod
     def _safe_image_path(cls, image: str | None) -> str | None:
-        if image is None:
-            return None
-        if not image.strip():
-            raise ValueError("image path is empty (use null for a text-only sample)")
-        if "\x00" in image:
-            raise ValueError("image path contains NUL")
-        if re.match(r"^[a-z][a-z0-9+.-]*://", image):
-            return image  # URL-only sources (LAION-GPT-V)
-        if image.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", image):
-            raise ValueError(f"image path {image!r} is absolute; it must be relative to the source's image root")
-        if ".." in re.split(r"[/\\]", image):
-            raise ValueError(f"image path {image!r} contains '..'")
+        problem = image_path_problem(image)
+        if problem:
+            raise ValueError(problem)
         return image
 
     @model_validator(mode="after")
     def _check_rules(self) -> Sample:
-        problems: list[str] = []
-        base = f"{self.source}/{self.source_id}"
-        if self.id != base and not re.fullmatch(re.escape(base) + r"#([2-9]|[1-9][0-9]+)", self.id):
-            problems.append(f"id {self.id!r} must be {base!r} or {base + '#N'!r} with N >= 2")
-        for i, turn in enumerate(self.conversations):
-            expected = "human" if i % 2 == 0 else "gpt"
-            if turn.from_ != expected:
-                problems.append(f"turn {i} is from {turn.from_!r}, expected {expected!r} (roles must alternate)")
-                break
-        if len(self.conversations) % 2:
-            problems.append("conversation ends with a human turn (no answer)")
-        counts = [turn.value.count(IMAGE_TOKEN) for turn in self.conversations]
-        if self.image is None:
-            if any(counts):
-                problems.append("text-only sample (image is null) contains an <image> token")
-        else:
-            if counts[0] != 1:
-                problems.append(f"first human turn must hold exactly one <image> token, found {counts[0]}")
-            if any(counts[1:]):
-                problems.append("<image> token appears outside the first human turn")
+        turns = [(t.from_, t.value) for t in self.conversations]
+        problems = conversation_problems(self.id, self.source, self.source_id, self.image, turns)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("; ".join(message for _, message in problems))
         return self
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The rules as plain functions: the models above call them, and the normaliser calls them directly on
+# millions of records (same rules, no model construction), getting a reason code per broken rule.
+
+_URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://")
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+_SEP_RE = re.compile(r"[/\\]")
+_REPEAT_RE = re.compile(r"#([2-9]|[1-9][0-9]+)")
+
+
+def image_path_problem(image: str | None) -> str | None:
+    """Why an image path is unsafe or malformed (None when fine)."""
+    if image is None:
+        return None
+    if not image.strip():
+        return "image path is empty (use null for a text-only sample)"
+    if "\x00" in image:
+        return "image path contains NUL"
+    if _URL_RE.match(image):
+        return None  # URL-only sources (LAION-GPT-V)
+    if image.startswith(("/", "\\")) or _DRIVE_RE.match(image):
+        return f"image path {image!r} is absolute; it must be relative to the source's image root"
+    if ".." in _SEP_RE.split(image):
+        return f"image path {image!r} contains '..'"
+    return None
+
+
+def conversation_problems(
+    sample_id: str, source: str, source_id: str, image: str | None, turns: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Every broken DESIGN §3 rule as (reason code, message); empty when the sample is valid."""
+    problems: list[tuple[str, str]] = []
+    base = f"{source}/{source_id}"
+    if sample_id != base and not (sample_id.startswith(base) and _REPEAT_RE.fullmatch(sample_id[len(base):])):
+        problems.append(("bad_id", f"id {sample_id!r} must be {base!r} or {base + '#N'!r} with N >= 2"))
+    tokens_first, tokens_later = 0, 0
+    bad_role = None
+    for i, (role, value) in enumerate(turns):
+        if bad_role is None and role != ("human" if i % 2 == 0 else "gpt"):
+            bad_role = i
+        n = value.count(IMAGE_TOKEN)
+        if i == 0:
+            tokens_first = n
+        else:
+            tokens_later += n
+    if bad_role is not None:
+        role, expected = turns[bad_role][0], "human" if bad_role % 2 == 0 else "gpt"
+        problems.append(("bad_roles", f"turn {bad_role} is from {role!r}, expected {expected!r} (roles must alternate)"))
+    if len(turns) % 2:
+        problems.append(("no_answer", "conversation ends with a human turn (no answer)"))
+    if image is None:
+        if tokens_first or tokens_later:
+            problems.append(("image_token", "text-only sample (image is null) contains an <image> token"))
+    elif turns:
+        if tokens_first != 1:
+            problems.append(("image_token", f"first human turn must hold exactly one <image> token, found {tokens_first}"))
+        if tokens_later:
+            problems.append(("image_token", "<image> token appears outside the first human turn"))
+    return problems
+
+
+_ROLES = ("human", "gpt")
+
+
+def candidate_problems(sample_id: str, source: str, source_id: str, image, conversations) -> list[tuple[str, str]]:
+    """`conversation_problems` plus the type and field checks pydantic would make, for raw dicts."""
+    if not isinstance(source_id, str) or not source_id:
+        return [("missing_field", "source_id is empty")]
+    if image is not None:
+        if not isinstance(image, str):
+            return [("bad_type", "image must be a string or null")]
+        problem = image_path_problem(image)
+        if problem:
+            return [("bad_image_path", problem)]
+    if not isinstance(conversations, list) or len(conversations) < 2:
+        return [("too_few_turns", "conversations must hold at least 2 items")]
+    turns = []
+    for i, t in enumerate(conversations):
+        try:
+            role, value = t["from"], t["value"]
+        except (TypeError, KeyError):
+            return [("bad_type", f"turn {i} must be {{'from': 'human'|'gpt', 'value': str}}")]
+        if len(t) != 2 or role not in _ROLES or not isinstance(value, str):
+            return [("bad_type", f"turn {i} must be {{'from': 'human'|'gpt', 'value': str}}")]
+        if not value or value.isspace():
+            return [("empty_value", f"turn {i}: turn value is empty")]
+        turns.append((role, value))
+    return conversation_problems(sample_id, source, source_id, image, turns)
 
 
 class Reject(BaseModel):

@@ -1,8 +1,9 @@
 """Records already in LLaVA's conversation format (665K, LCS-558K, ShareGPT-4V, ALLaVA): one converter.
 
-Converting is checking shapes and moving extras to `meta`; the content is kept exactly as published
-(`<image>` placement included — the trainer normalises it, TRAINING §3.1). Shape problems become
-`Problem`s with a reason; content rules (roles, empty turns, `<image>` count) are the schema's job.
+Converting is picking the fields and moving extras to `meta`; the content is kept exactly as published
+(`<image>` placement included — the trainer normalises it, TRAINING §3.1). A missing id or conversation
+is a `Problem`; turn shapes and content rules (roles, empty turns, `<image>` count) are checked once, by
+the normaliser, with the schema's rule functions.
 """
 
 from __future__ import annotations
@@ -27,16 +28,13 @@ def llava_record(rec: Any, where: str, fallback_id: str, *, move_token: bool = F
     conv = rec.get("conversations")
     if conv is None:
         return Problem(sid, "missing_field", f"{where}: no 'conversations'")
-    if not isinstance(conv, list) or not all(
-        isinstance(t, dict) and isinstance(t.get("from"), str) and isinstance(t.get("value"), str) for t in conv
-    ):
-        return Problem(sid, "bad_type", f"{where}: 'conversations' must be a list of {{from, value}} strings")
     image = rec.get("image")
     if image is not None and not isinstance(image, str):
         return Problem(sid, "bad_type", f"{where}: 'image' must be a string")
-    turns = [{"from": t["from"], "value": t["value"]} for t in conv]
-    if move_token and image and turns:
-        turns[0]["value"] = move_image_token_first(turns[0]["value"])
+    turns = conv  # turn shapes are checked once, by the normaliser's schema rules
+    if move_token and image and isinstance(conv, list) and conv and isinstance(conv[0], dict):
+        turns = [dict(t) for t in conv]
+        turns[0]["value"] = move_image_token_first(str(turns[0].get("value", "")))
     meta = {k: v for k, v in rec.items() if k not in KNOWN_KEYS}
     return Candidate(source_id=sid, image=image, conversations=turns, meta=meta, where=where)
 
