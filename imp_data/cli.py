@@ -79,6 +79,14 @@ def cmd_export_llava(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from imp_data.remote import publish_mix
+
+    counts = publish_mix(Path(args.mix_dir), args.url)
+    print(f"published {args.mix_dir} -> {args.url}: {counts['uploaded']} uploaded, {counts['skipped']} unchanged")
+    return 0
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from imp_data.schema_export import write_schemas
 
@@ -148,6 +156,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("mix_dir")
     s.add_argument("out_dir")
     s.set_defaults(func=cmd_export_llava)
+
+    s = sub.add_parser("publish", help="upload a built mix to object storage (s3://..., any fsspec URL)")
+    s.add_argument("mix_dir", help="DATA/mixes/<mix>")
+    s.add_argument("url", help="destination prefix, e.g. s3://bucket/mixes/<mix> (credentials from the environment)")
+    s.set_defaults(func=cmd_publish)
 
     s = sub.add_parser("schemas", help="regenerate schemas/*.schema.json from the pydantic models")
     s.add_argument("--out-dir", default=str(Path(__file__).resolve().parent.parent / "schemas"))
