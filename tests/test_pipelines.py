@@ -98,7 +98,9 @@ def test_failing_blocking_check_stops_downstream(demo_build, tmp_path):
 def test_k8s_executor_variant_loads():
     from dagster_k8s import k8s_job_executor
 
-    defs = build_definitions(DEMO_RECIPE, executor=k8s_job_executor.configured({"job_namespace": "imp-data"}))
-    job = defs.resolve_job_def("demo_stage2_shards_job")
-    assert job.executor_def.name == "k8s"
-    assert job.partitions_def is not None and len(job.partitions_def.get_partition_keys()) >= 1
+    from pipelines.definitions_k8s import defs as k8s_defs
+
+    for defs in (k8s_defs, build_definitions(DEMO_RECIPE, executor=k8s_job_executor.configured({"job_namespace": "imp"}))):
+        job = defs.resolve_job_def("demo_stage2_shards_job")
+        assert job.executor_def.name == "k8s"
+        assert job.partitions_def is not None and len(job.partitions_def.get_partition_keys()) >= 1
