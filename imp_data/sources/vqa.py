@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
+import polars as pl
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from imp_data.sources.base import SHORT_ANSWER_PROMPT, Candidate, Problem, Record, qa_conversation
@@ -69,17 +71,33 @@ def to_records(items: Iterable[QA | Problem], options: VQAOptions) -> Iterator[R
             conv = qa_conversation([(qa.question, qa.answer)], with_image=True, suffix=options.prompt)
             yield Candidate(qa.qid, qa.image, conv, {**qa.meta, "question_ids": [qa.qid]}, qa.where)
         return
-    groups: dict[str, list[QA]] = {}
+    # Grouping millions of questions (DVQA: 2.3M) in Python objects costs GBs; buffer them as compact
+    # Arrow columns instead and let polars group them, keeping first-seen image order.
+    columns: dict[str, list] = {"qid": [], "image": [], "question": [], "answer": []}
+    chunks: list[pa.Table] = []
+    first: dict[str, tuple[dict, str]] = {}  # image -> (meta, where) of its first question
     for qa in items:
         if isinstance(qa, Problem):
             yield qa
-        else:
-            groups.setdefault(qa.image, []).append(qa)
-    for image, qas in groups.items():
-        conv = qa_conversation([(q.question, q.answer) for q in qas], with_image=True, suffix=options.prompt)
-        meta = {k: v for k, v in qas[0].meta.items() if k != "question_id"}
-        meta["question_ids"] = [q.qid for q in qas]
-        yield Candidate(image, image, conv, meta, qas[0].where)
+            continue
+        if qa.image not in first:
+            first[qa.image] = ({k: v for k, v in qa.meta.items() if k != "question_id"}, qa.where)
+        for key, value in (("qid", qa.qid), ("image", qa.image), ("question", qa.question), ("answer", qa.answer)):
+            columns[key].append(value)
+        if len(columns["qid"]) >= _CHUNK:
+            chunks.append(pa.table(columns))
+            columns = {k: [] for k in columns}
+    if columns["qid"] or not chunks:
+        chunks.append(pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}))
+    grouped = pl.from_arrow(pa.concat_tables(chunks)).group_by("image", maintain_order=True).agg("qid", "question", "answer")
+    del chunks
+    for image, qids, questions, answers in grouped.iter_rows():
+        conv = qa_conversation(list(zip(questions, answers)), with_image=True, suffix=options.prompt)
+        meta, where = first[image]
+        yield Candidate(image, image, conv, {**meta, "question_ids": qids}, where)
+
+
+_CHUNK = 200_000
 
 
 def text_field(rec: dict, key: str) -> str | None:
