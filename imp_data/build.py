@@ -190,13 +190,15 @@ DROP_COLUMNS = {"id": pl.String, "source": pl.String, "source_id": pl.String, "s
 def select_mix(ctx: BuildContext, mix: str) -> dict:
     """Drop rules + take-N for every source of the mix -> selected.parquet and drops.parquet."""
     from imp_data.io import atomic_path
-    from imp_data.mix.select import select_source
+    from imp_data.mix.select import SELECT_COLUMNS, select_source
 
     spec = ctx.recipe.mixes[mix]
     taken, drops, summary = [], [], {}
     for source, share in spec.sources.items():
-        frame = read_frame(ctx.layout.normalized(source), f"normalized samples for {source!r}",
-                           "materialize/run the normalize stage first")
+        path = ctx.layout.normalized(source)
+        if not path.is_file():
+            raise ImpDataError(f"{path}: no normalized samples for {source!r} yet — run the normalize stage first")
+        frame = pl.read_parquet(path, columns=SELECT_COLUMNS)  # never the texts: they stay on disk
         sel = select_source(frame, source, share, ctx.recipe.seed)
         taken.append(sel.taken)
         for rule, rows in sel.dropped.items():
@@ -251,24 +253,35 @@ def dedup_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
 
 
 def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
-    """Kept samples (selected - render rejects - removals) in seeded shuffled order -> plan.parquet."""
-    from imp_data.mix.plan import plan_mix, write_plan
+    """Kept samples (selected - render rejects - removals) in seeded shuffled order -> plan.parquet.
 
-    selected = read_frame(ctx.layout.selected(mix), "selection", "run the select stage first")
-    renders = read_frame(ctx.layout.renders(mix), "renders", "run the render stage first")
-    removals = read_frame(ctx.layout.removals(mix), "removals", "run the dedup stage first")
-    failed = renders.filter(pl.col("reason").is_not_null())["id"]
-    kept = selected.filter(~pl.col("id").is_in(failed) & ~pl.col("id").is_in(removals["id"]))
-    kept = kept.join(renders.filter(pl.col("reason").is_null()).drop("reason", "detail"), on="id", how="left")
-    texts = []
-    for source in ctx.sources_of(mix):
-        frame = pl.read_parquet(ctx.layout.normalized(source), columns=["id", "conversations", "meta"])
-        texts.append(frame.filter(pl.col("id").is_in(kept["id"])))
-    conv = pl.concat(texts, how="vertical")
-    kept = kept.join(conv, on="id", how="left")
-    plan = plan_mix(kept, mix=mix, seed=ctx.recipe.seed, shard_size=ctx.recipe.mix_shard_size(mix))
-    write_plan(plan, ctx.layout.plan(mix))
-    return plan
+    The order is computed on ids alone; the sample texts are then joined and written by polars'
+    streaming engine, one Parquet row group per shard (so a shard writer reads just its rows) — the
+    1M-sample plan never has to sit in memory whole. Returns the small order table.
+    """
+    from imp_data.io import atomic_path
+    from imp_data.mix.plan import PLAN_COLUMNS, plan_mix
+
+    for path, what in ((ctx.layout.selected(mix), "selection"), (ctx.layout.renders(mix), "renders"),
+                       (ctx.layout.removals(mix), "removals")):
+        if not path.is_file():
+            raise ImpDataError(f"{path}: no {what} yet — run the earlier stages of mix {mix!r} first")
+    renders = pl.scan_parquet(ctx.layout.renders(mix))
+    dropped = pl.concat([renders.filter(pl.col("reason").is_not_null()).select("id"),
+                         pl.scan_parquet(ctx.layout.removals(mix)).select("id")]).collect()["id"]
+    kept = pl.scan_parquet(ctx.layout.selected(mix)).select("id").filter(~pl.col("id").is_in(dropped)).collect()
+    shard_size = ctx.recipe.mix_shard_size(mix)
+    order = plan_mix(kept, mix=mix, seed=ctx.recipe.seed, shard_size=shard_size)
+    texts = pl.scan_parquet([ctx.layout.normalized(s) for s in ctx.sources_of(mix)]).select("id", "conversations", "meta")
+    plan = (order.lazy()
+            .join(pl.scan_parquet(ctx.layout.selected(mix)), on="id", how="left")
+            .join(renders.filter(pl.col("reason").is_null()).drop("reason", "detail"), on="id", how="left")
+            .join(texts, on="id", how="left")
+            .sort("position")
+            .select(PLAN_COLUMNS))
+    with atomic_path(ctx.layout.plan(mix)) as tmp:
+        plan.sink_parquet(tmp, row_group_size=shard_size, statistics=False, engine="streaming")
+    return order
 
 
 def finalize_mix(ctx: BuildContext, mix: str) -> dict:

@@ -14,6 +14,9 @@ from imp_data.io import atomic_path
 from imp_data.mix.select import keyed_rank
 
 KEY_DIGITS = 9
+PLAN_COLUMNS = ["key", "position", "shard", "id", "source", "source_id", "image", "conversations", "meta", "n_turns",
+                "text_chars", "text_words", "order", "sha256", "phash", "orig_width", "orig_height", "width", "height",
+                "cache"]
 
 
 def shard_name(mix: str, shard: int) -> str:

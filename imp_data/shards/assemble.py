@@ -46,8 +46,24 @@ def _index_row(row: dict) -> dict:
     return {k: row.get(k) for k in keep}
 
 
+def shard_rows(plan_path: Path, shard: int) -> list[dict]:
+    """The plan rows of one shard, in position order. The plan is written one row group per shard, so
+    this reads only that row group; a plan laid out otherwise falls back to a filtered scan."""
+    pf = pq.ParquetFile(plan_path)
+    if shard < pf.metadata.num_row_groups:
+        table = pf.read_row_group(shard)
+        shards = table.column("shard").unique().to_pylist()
+        if shards == [shard]:
+            return table.to_pylist()
+    frame = pl.scan_parquet(plan_path).filter(pl.col("shard") == shard).sort("position").collect()
+    return frame.to_dicts()
+
+
 def _write_one(args: tuple) -> tuple[int, bool]:
-    shard, rows, tar_path, part_path, cache_dir, mix, locations, render = args
+    shard, plan_path, tar_path, part_path, cache_dir, mix, locations, render = args
+    rows = shard_rows(Path(plan_path), shard)
+    if not rows:
+        raise ShardError(f"shard {shard} of mix {mix!r} is not in the plan {plan_path}")
     keys = [r["key"] for r in rows]
     if shard_is_complete(Path(tar_path), Path(part_path), keys):
         return shard, False
@@ -70,23 +86,24 @@ def _write_one(args: tuple) -> tuple[int, bool]:
 
 
 def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, progress=None) -> dict[str, int]:
-    """Write (or verify and skip) the given shards of `mix` (default: all). Returns written/skipped counts."""
+    """Write (or verify and skip) the given shards of `mix` (default: all). Returns written/skipped counts.
+
+    Workers get only shard numbers and read their own rows, so the parent stays small and the work
+    splits evenly across processes.
+    """
     layout = ctx.layout
-    plan = pl.read_parquet(layout.plan(mix))
-    wanted = range(shard_count(plan)) if shards is None else sorted(set(shards))
+    n_shards = shard_count(pl.read_parquet(layout.plan(mix), columns=["shard"]))
+    wanted = range(n_shards) if shards is None else sorted(set(shards))
+    outside = [s for s in wanted if not 0 <= s < n_shards]
+    if outside:
+        raise ShardError(f"shard {outside[0]} of mix {mix!r} is not in the plan ({n_shards} shards)")
     render = ctx.recipe.mix_render(mix)
     locations = {s: ctx.recipe.sources[s].location for s in ctx.sources_of(mix)}
     layout.shards_dir(mix).mkdir(parents=True, exist_ok=True)
     layout.index_parts(mix).mkdir(parents=True, exist_ok=True)
-    by_shard = plan.filter(pl.col("shard").is_in(list(wanted))).partition_by("shard", as_dict=True, maintain_order=True)
-    jobs = []
-    for shard in wanted:
-        frame = by_shard.get((shard,))
-        if frame is None:
-            raise ShardError(f"shard {shard} of mix {mix!r} is not in the plan ({shard_count(plan)} shards)")
-        jobs.append((shard, frame.sort("position").to_dicts(), str(layout.shards_dir(mix) / shard_name(mix, shard)),
-                     str(layout.index_parts(mix) / f"{shard:06d}.parquet"), str(layout.render_dir(mix) / "cache"),
-                     mix, locations, render))
+    jobs = [(shard, str(layout.plan(mix)), str(layout.shards_dir(mix) / shard_name(mix, shard)),
+             str(layout.index_parts(mix) / f"{shard:06d}.parquet"), str(layout.render_dir(mix) / "cache"),
+             mix, locations, render) for shard in wanted]
     counts = {"written": 0, "skipped": 0}
 
     def tally(results: Iterable[tuple[int, bool]]) -> None:
@@ -97,7 +114,7 @@ def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, prog
 
     if ctx.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(ctx.workers, len(jobs))) as pool:
-            tally(pool.map(_write_one, jobs))
+            tally(pool.map(_write_one, jobs, chunksize=max(1, len(jobs) // (8 * ctx.workers))))
     else:
         tally(map(_write_one, jobs))
     return counts
