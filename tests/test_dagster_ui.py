@@ -74,7 +74,8 @@ def dagster_server(demo_build, tmp_path_factory):
     (data / "mirror").symlink_to(cli_root / "mirror", target_is_directory=True)
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "IMP_DATA_ROOT": str(data), "IMP_DATA_PROGRESS": "0",
-           "DAGSTER_DISABLE_TELEMETRY": "1"}
+           "DAGSTER_DISABLE_TELEMETRY": "1",
+           "IMP_DATA_EXECUTOR": "in_process"}
     log = open(home / "dev.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
                              "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env, stdout=log,
