@@ -1,26 +1,36 @@
 """Resolve a record's image path to bytes, wherever the images live.
 
-Each source lists image roots (recipe `images:`): a record prefix (e.g. `coco/train2017/`) maps to a
-directory, an archive, or a glob of archive chunks, with an optional member prefix that replaces it
-(ShareGPT-4V's `wikiart/images/` lives at `data/wikiart/images/` inside its zip). The longest matching
-prefix wins. URL-only sources (LAION-GPT-V) map `https://` paths to the downloader's output folder,
-where each image is stored under the sha1 of its URL.
+Each source lists image roots (recipe `images:`): a record-path prefix (e.g. `coco/train2017/`) maps to a
+directory, an archive, or a glob of archive chunks (ALLaVA's `images_*.zip`), with an optional member
+prefix that replaces it (ShareGPT-4V's `wikiart/images/` lives at `data/wikiart/images/` in its zip).
+The longest matching prefix wins; a root that lacks the image lets a shorter one try. A member prefix
+of `**/` matches by file name anywhere in the archive, as `unzip -j` flattens (first occurrence wins).
+URL-only sources (LAION-GPT-V) map `https://` paths to the URL downloader's folder, where each image is
+stored under the sha1 of its URL (`url_filename`).
+
+Record paths come from untrusted files: in a directory root, a path with `..` or a leading `/` is refused
+(`image_path_unsafe`) rather than resolved outside the root; in an archive every name is only a key.
+The store is built in the process that reads (a factory is what crosses process boundaries), so open
+archive handles are never shared across a fork.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
-from pathlib import Path
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
 
 from imp_data.errors import ImageError
 from imp_data.fetch.archives import Archive, is_archive
 
 URL_PREFIXES = ("http://", "https://")
+BASENAME_PREFIX = "**/"
 
 
 def url_filename(url: str) -> str:
-    """Where the URL downloader stores an image: `<sha1(url)>.jpg` (extension fixed, content sniffed).
+    """Where the URL downloader stores an image: `<sha1(url)>.jpg` (name fixed, content sniffed on read).
 
     Example:
         >>> len(url_filename("https://example.com/a.png"))
@@ -29,59 +39,123 @@ def url_filename(url: str) -> str:
     return hashlib.sha1(url.encode("utf-8")).hexdigest() + ".jpg"
 
 
+def _unsafe(path: str) -> bool:
+    return path.startswith(("/", "\\")) or ".." in PurePosixPath(path.replace("\\", "/")).parts
+
+
 class _Root:
+    """One image root: a directory, or one or more archives searched in sorted order."""
+
     def __init__(self, prefix: str, location: str, member_prefix: str, label: str | None = None):
-        self.prefix = prefix
-        self.member_prefix = member_prefix
-        self.location = location
-        self.label = label or location  # how errors name it (the recipe's spelling: no machine paths)
+        self.prefix, self.member_prefix, self.location = prefix, member_prefix, location
+        self.label = label or location  # how messages name it: the recipe's spelling, no machine paths
+        self.archives: list[Archive] = []
+        self._index: dict[str, Archive] = {}  # member -> first archive (chunks) holding it
+        self.duplicates = 0
         path = Path(location)
-        self.archives: list[Archive] | None = None
         if any(c in location for c in "*?["):
-            matches = sorted(glob.glob(location))
-            self.archives = [Archive(m) for m in matches if is_archive(m)]
+            self.archives = [Archive(m) for m in sorted(glob.glob(location)) if is_archive(m)]
         elif path.is_file() and is_archive(path):
             self.archives = [Archive(path)]
-        self.directory = path if self.archives is None else None
+        self.directory = None if self.archives or any(c in location for c in "*?[") else path
+        for archive in self.archives:
+            self.duplicates += archive.duplicates
+            for name in archive.names():
+                if name in self._index:
+                    self.duplicates += 1  # the same name in two chunks: the first chunk wins
+                else:
+                    self._index[name] = archive
+
+    @property
+    def kind(self) -> str:
+        return "directory" if self.directory is not None else f"{len(self.archives)} archive(s)"
+
+    def member(self, image: str) -> str:
+        rest = url_filename(image) if image.startswith(URL_PREFIXES) else image[len(self.prefix):]
+        return rest if self.member_prefix == BASENAME_PREFIX else self.member_prefix + rest
+
+    def _locate(self, image: str) -> tuple[Archive, str] | Path | None:
+        member = self.member(image)
+        if self.directory is not None:
+            if _unsafe(member):
+                raise ImageError("image_path_unsafe", f"{image}: '..' or absolute path refused under {self.label}")
+            candidate = self.directory / member
+            return candidate if candidate.is_file() else None
+        if self.member_prefix == BASENAME_PREFIX:
+            for archive in self.archives:
+                if (found := archive.find_basename(member)) is not None:
+                    return archive, found
+            return None
+        archive = self._index.get(member)
+        return (archive, member) if archive is not None else None
+
+    def exists(self, image: str) -> bool:
+        return self._locate(image) is not None
 
     def read(self, image: str) -> bytes | None:
-        if image.startswith(URL_PREFIXES):
-            if self.directory is None:
-                return None
-            candidate = self.directory / url_filename(image)
-            return candidate.read_bytes() if candidate.is_file() else None
-        member = self.member_prefix + image[len(self.prefix):]
-        if self.archives is not None:
-            for archive in self.archives:
-                if member in archive:
-                    return archive.read(member)
+        found = self._locate(image)
+        if found is None:
             return None
-        candidate = self.directory / member
-        return candidate.read_bytes() if candidate.is_file() else None
+        if isinstance(found, Path):
+            return found.read_bytes()
+        archive, member = found
+        try:
+            return archive.read(member)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as err:
+            raise ImageError("image_unreadable", f"{image}: member {member} of {self.label}: {err}") from None
+
+    def close(self) -> None:
+        for archive in self.archives:
+            archive.close()
 
 
 class ImageStore:
-    """Image roots of one source; `read(path)` returns bytes or raises ImageError('image_missing')."""
+    """The image roots of one source; `read(path)` returns bytes or raises ImageError('image_missing').
 
-    def __init__(self, roots, labels: list[str] | None = None):
+    Args:
+        roots: Objects with `prefix`, `location` (a local directory, archive, or glob of archives, already
+            resolved by `resolve_location`) and `member_prefix` — the recipe's `ImageRoot`.
+        labels: How messages name each root (the recipe's location string), so reject details carry no
+            machine-specific paths; default: the location.
+    """
+
+    def __init__(self, roots, labels: list[str | None] | None = None):
         labels = labels or [None] * len(roots)
-        self._roots = sorted((_Root(r.prefix, str(r.location), r.member_prefix, label)
-                              for r, label in zip(roots, labels)), key=lambda r: -len(r.prefix))
+        built = [_Root(r.prefix, str(r.location), r.member_prefix, label)
+                 for r, label in zip(roots, labels, strict=True)]
+        self._roots = sorted(built, key=lambda r: -len(r.prefix))  # stable: recipe order among equal prefixes
+
+    def _candidates(self, image: str) -> list[_Root]:
+        return [r for r in self._roots if image.startswith(r.prefix)]
 
     def read(self, image: str) -> bytes:
-        tried = []
-        for root in self._roots:
-            if image.startswith(URL_PREFIXES) or image.startswith(root.prefix):
-                data = root.read(image)
-                if data is not None:
-                    return data
-                tried.append(root.label)
-        where = ", ".join(tried) if tried else "no image root matches this path"
-        raise ImageError("image_missing", f"{image} not found (searched: {where})")
+        """The image's bytes.
+
+        Raises:
+            ImageError: `image_missing` (the detail names the path and every root searched),
+                `image_path_unsafe`, or `image_unreadable` (a corrupt archive member).
+        """
+        candidates = self._candidates(image)
+        for root in candidates:
+            data = root.read(image)
+            if data is not None:
+                return data
+        searched = "; ".join(f"{r.label} as {r.member(image)!r}" for r in candidates)
+        searched = searched or "no image root has a matching prefix"
+        raise ImageError("image_missing", f"{image} not found (searched: {searched})")
 
     def exists(self, image: str) -> bool:
+        """Whether `read(image)` would find it, without reading any bytes."""
         try:
-            self.read(image)
-            return True
+            return any(root.exists(image) for root in self._candidates(image))
         except ImageError:
             return False
+
+    def stats(self) -> list[dict]:
+        """Per root: prefix, location, kind, and duplicate member names skipped (first occurrence won)."""
+        return [{"prefix": r.prefix, "location": r.label, "kind": r.kind, "duplicates": r.duplicates}
+                for r in self._roots]
+
+    def close(self) -> None:
+        for root in self._roots:
+            root.close()

@@ -100,6 +100,7 @@ class QuietHandler(BaseHTTPRequestHandler):
     """Base handler: HTTP/1.1 keep-alive, no stderr logging, and a body sender that honours Range."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
 
     @property
     def owner(self):
@@ -118,6 +119,10 @@ class QuietHandler(BaseHTTPRequestHandler):
         """
         start, end = 0, len(data)
         requested = self.headers.get("Range") if ranges else None
+        validator = self.headers.get("If-Range")
+        if requested and validator and validator not in {v for k, v in (headers or {}).items()
+                                                         if k.lower() in ("etag", "last-modified")}:
+            requested = None  # the client's partial is of another version: send it all (RFC 9110 If-Range)
         if requested and (m := _RANGE.match(requested.strip())):
             start = int(m.group(1))
             end = min(int(m.group(2)) + 1, len(data)) if m.group(2) else len(data)

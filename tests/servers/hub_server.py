@@ -242,7 +242,8 @@ class _HubHandler(QuietHandler):
             page = entries[start:start + hub.page_size]
             headers = {}
             if start + hub.page_size < len(entries):
-                nxt = f"{hub.url}{urlsplit(self.path).path}?recursive={str(recursive).lower()}&cursor={start + hub.page_size}"
+                query = f"recursive={str(recursive).lower()}&cursor={start + hub.page_size}"
+                nxt = f"{hub.url}{urlsplit(self.path).path}?{query}"
                 headers["Link"] = f'<{nxt}>; rel="next"'
             self.send_bytes(json.dumps(page).encode(), content_type="application/json", headers=headers)
         else:

@@ -1,0 +1,99 @@
+"""The command line as a user meets it: `--help` lists every command; `fixtures` + `build --until
+normalized` prints a balanced reconciliation table and writes parquet that `validate` accepts; bad
+input is one line naming file and record (exit 1), never a traceback.
+
+Run: pytest tests/test_cli.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DEMO_RECIPE
+
+COMMANDS = ["fixtures", "build", "validate", "stats", "export-llava", "publish", "schemas", "train", "eval", "demo"]
+
+
+def imp(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imp_data.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300, env={"IMP_DATA_PROGRESS": "0", "PATH": "/usr/bin:/bin"})
+
+
+def test_help_lists_commands():
+    out = imp("--help")
+    assert out.returncode == 0
+    for command in COMMANDS:
+        assert command in out.stdout
+    assert "--until" in imp("build", "--help").stdout
+
+
+@pytest.fixture(scope="module")
+def normalized(tmp_path_factory):
+    data = tmp_path_factory.mktemp("cli")
+    assert imp("fixtures", data / "mirror").returncode == 0
+    out = imp("build", DEMO_RECIPE, "--data-root", data, "--until", "normalized")
+    return data, out
+
+
+def test_until_normalized_balances_and_validates(normalized):
+    data, out = normalized
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("demo_stage")]
+    sources = {line.split()[1] for line in lines}
+    assert sources == {"llava_pretrain", "llava_665k", "dvqa", "chartqa", "docvqa", "ai2d", "infographicvqa",
+                       "sharegpt4v", "laion_gpt4v", "allava"}
+    assert all(line.rstrip().endswith("yes") for line in lines)
+    textcaps = next(line for line in lines if " llava_665k " in line)
+    assert "textcaps 3" in textcaps
+    check = imp("validate", data / "normalized", data / "rejects", DEMO_RECIPE)
+    assert check.returncode == 0, check.stdout
+
+
+def _broken_build(data, tmp_path, edit) -> subprocess.CompletedProcess:
+    target = tmp_path / "d"
+    (target / "mirror").parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-r", str(data / "mirror"), str(target / "mirror")], check=True)
+    edit(target / "mirror")
+    return imp("build", DEMO_RECIPE, "--data-root", target, "--until", "normalized", "--sources", "dvqa,chartqa")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: (m / "dvqa/train_qa.json").write_text('[{"question": "q", "answer": "a"} {"x": 1}]'),
+     r"dvqa/train_qa.json: malformed JSON at character 34 \(after record 0\)"),
+    (lambda m: (m / "dvqa/train_qa.json").write_text('{"questions": []}'),
+     r"train_qa.json: expected a JSON list at the top level, found an object"),
+    (lambda m: (m / "dvqa/train_qa.json").unlink(), r"expected file\(s\) not found: train_qa.json"),
+])
+def test_bad_input_is_one_line(normalized, tmp_path, edit, message):
+    import re
+
+    data, _ = normalized
+    out = _broken_build(data, tmp_path, edit)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert re.search(message, out.stderr), out.stderr
+
+
+def test_unknown_source_and_missing_field(normalized, tmp_path):
+    data, _ = normalized
+    out = imp("build", DEMO_RECIPE, "--data-root", data, "--sources", "nope")
+    assert out.returncode == 1 and "unknown source 'nope'" in out.stderr and "llava_665k" in out.stderr
+    assert "Traceback" not in out.stderr
+
+    def drop_field(mirror):
+        records = json.loads((mirror / "dvqa/train_qa.json").read_text())
+        del records[1]["answer"]
+        (mirror / "dvqa/train_qa.json").write_text(json.dumps(records))
+
+    out = _broken_build(data, tmp_path, drop_field)
+    assert out.returncode == 0, out.stderr
+    import polars as pl
+
+    rejects = pl.read_parquet(tmp_path / "d" / "rejects" / "dvqa.parquet")
+    row = rejects.filter(pl.col("reason") == "missing_field").row(0, named=True)
+    assert row["source_id"] == "120000000" and "train_qa.json record 1" in row["detail"]
