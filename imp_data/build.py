@@ -180,6 +180,19 @@ def normalize_source(ctx: BuildContext, source: str):
     return counts
 
 
+def download_source_images(ctx: BuildContext, source: str) -> dict | None:
+    """For URL-only sources (`download_images: true`): fetch every image URL of the normalized samples
+    into raw/<source>/; returns the download summary (success rate by reason), None when not configured."""
+    if not ctx.source(source).download_images:
+        return None
+    from imp_data.fetch.http import download_images, summarize_downloads
+
+    urls = (pl.scan_parquet(ctx.layout.normalized(source)).select("image")
+            .filter(pl.col("image").str.starts_with("http")).collect()["image"].to_list())
+    download_images(urls, ctx.layout.raw(source), progress=ctx.progress)
+    return summarize_downloads(ctx.layout.raw(source) / "downloads.parquet")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # mix stages
 
@@ -365,6 +378,7 @@ def build(ctx: BuildContext, *, sources: list[str] | None = None, until: str | N
         if until == "fetch":
             continue
         counts[name] = normalize_source(ctx, name)
+        download_source_images(ctx, name)
     result = {"counts": counts, "mixes": {}, "rows": []}
     if until == "fetch":
         return result

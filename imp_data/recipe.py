@@ -57,6 +57,11 @@ class SourceSpec(_Strict):
     files: list[str] | None = Field(default=None, description="Annotation files relative to location.")
     images: list[ImageRoot] = Field(default_factory=list, description="Image roots, longest prefix wins.")
     options: dict[str, Any] = Field(default_factory=dict, description="Adapter options (see its Options).")
+    download_images: bool = Field(
+        default=False,
+        description="URL-only source (LAION-GPT-V): after normalising, fetch every image URL with the URL "
+        "downloader into raw/<source>/ (images/ + downloads.parquet); point an image root there.",
+    )
     license: str | None = Field(default=None, description="Licence of the text, for the report.")
 
 

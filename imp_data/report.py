@@ -115,6 +115,13 @@ def render_report(stats: dict, charts: list[str]) -> str:
     parts.append("")
     for chart in charts:
         parts += [f"![{Path(chart).stem}]({chart})", ""]
+    downloads = {name: e["downloads"] for name, e in stats["sources"].items() if e.get("downloads")}
+    if downloads:
+        parts += ["## URL downloads", "", "| source | URLs | ok | success rate | by status |", "|---|---:|---:|---:|---|"]
+        for name, d in downloads.items():
+            by = ", ".join(f"{k} {v}" for k, v in sorted(d["by_status"].items()))
+            parts.append(f"| {name} | {_fmt(d['total'])} | {_fmt(d['ok'])} | {d['success_rate']:.1%} | {by} |")
+        parts.append("")
     extra = stats.get("report_sections") or []
     for section in extra:
         parts += [section, ""]

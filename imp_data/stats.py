@@ -16,6 +16,7 @@ import polars as pl
 
 from imp_data.errors import ImpDataError
 from imp_data.io import write_json_atomic
+from imp_data.fetch.downloads_table import summarize_downloads as summarize
 from imp_data.normalize import read_counts
 
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
@@ -76,7 +77,9 @@ def compute_stats(ctx, mix: str) -> dict:
         for reason, n in _grouped(renders, source).items():
             rejected[reason] = rejected.get(reason, 0) + n
         taken = index.filter(pl.col("source") == source).height
+        downloads = ctx.layout.raw(source) / "downloads.parquet"
         entry = {
+            "downloads": summarize(downloads) if downloads.is_file() else None,
             "target": share.take, "read": counts.read, "available": counts.normalized,
             "repeated_ids": counts.repeated_ids, "dropped": dropped, "rejected": rejected, "taken": taken,
             "shortfall": (max(0, share.take - taken) if share.take != "all" else 0),

@@ -63,7 +63,9 @@ def source_assets(recipe: Recipe, source: str) -> list[dg.AssetsDefinition]:
     def normalized(data_root: DataRoot) -> dg.MaterializeResult:
         ctx = data_root.context(recipe)
         counts = stages.normalize_source(ctx, source)
-        return dg.MaterializeResult(metadata={**counts_metadata(counts),
+        downloads = stages.download_source_images(ctx, source)  # URL-only sources: fetch the pixels
+        extra = {"downloads": dg.MetadataValue.json(downloads)} if downloads else {}
+        return dg.MaterializeResult(metadata={**counts_metadata(counts), **extra,
                                               "path": dg.MetadataValue.path(str(ctx.layout.normalized(source)))})
 
     return [raw, normalized]
