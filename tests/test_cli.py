@@ -97,3 +97,26 @@ def test_unknown_source_and_missing_field(normalized, tmp_path):
     rejects = pl.read_parquet(tmp_path / "d" / "rejects" / "dvqa.parquet")
     row = rejects.filter(pl.col("reason") == "missing_field").row(0, named=True)
     assert row["source_id"] == "120000000" and "train_qa.json record 1" in row["detail"]
+
+
+def test_validate_and_stats_on_a_built_mix(demo_build, tmp_path):
+    root, _ = demo_build
+    mix = root / "mixes" / "demo_stage2"
+    ok = imp("validate", mix, root / "normalized")
+    assert ok.returncode == 0, ok.stdout
+    stats = imp("stats", mix)
+    assert stats.returncode == 0 and "| source | target | read |" in stats.stdout and "textcaps" in stats.stdout
+    # a tampered copy: one JSON member rewritten in place, one shard truncated
+    bad = tmp_path / "bad"
+    subprocess.run(["cp", "-r", str(mix), str(bad)], check=True)
+    tars = sorted((bad / "shards").glob("*.tar"))
+    data = bytearray(tars[0].read_bytes())
+    start = data.index(b'"conversations"')
+    data[start:start + 15] = b'"conversationz"'
+    tars[0].write_bytes(bytes(data))
+    tars[1].write_bytes(tars[1].read_bytes()[:700])
+    out = imp("validate", bad)
+    assert out.returncode == 1
+    assert "sha256 differs from the index" in out.stdout
+    assert "conversationz" in out.stdout or "Extra inputs" in out.stdout
+    assert "corrupt or truncated tar" in out.stdout or "member keys differ" in out.stdout
