@@ -86,6 +86,7 @@ class BuildContext:
     workers: int = 1
     progress: bool = True
     log: callable = print
+    download: object | None = None  # imp_data.fetch.http.DownloadConfig for URL-only sources (None: defaults)
     _roots: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -185,11 +186,11 @@ def download_source_images(ctx: BuildContext, source: str) -> dict | None:
     into raw/<source>/; returns the download summary (success rate by reason), None when not configured."""
     if not ctx.source(source).download_images:
         return None
-    from imp_data.fetch.http import download_images, summarize_downloads
+    from imp_data.fetch.http import DownloadConfig, download_images, summarize_downloads
 
     urls = (pl.scan_parquet(ctx.layout.normalized(source)).select("image")
             .filter(pl.col("image").str.starts_with("http")).collect()["image"].to_list())
-    download_images(urls, ctx.layout.raw(source), progress=ctx.progress)
+    download_images(urls, ctx.layout.raw(source), config=ctx.download or DownloadConfig(), progress=ctx.progress)
     return summarize_downloads(ctx.layout.raw(source) / "downloads.parquet")
 
 

@@ -60,8 +60,8 @@ def source_assets(recipe: Recipe, source: str) -> list[dg.AssetsDefinition]:
 
     @dg.asset(key=normalized_key(source), deps=[raw], group_name="sources", kinds={"parquet"},
               description=f"`{source}` in the canonical schema; rejects in rejects/{source}.parquet")
-    def normalized(data_root: DataRoot) -> dg.MaterializeResult:
-        ctx = data_root.context(recipe)
+    def normalized(data_root: DataRoot, fetch: FetchSettings) -> dg.MaterializeResult:
+        ctx = data_root.context(recipe, fetch)
         counts = stages.normalize_source(ctx, source)
         downloads = stages.download_source_images(ctx, source)  # URL-only sources: fetch the pixels
         extra = {"downloads": dg.MetadataValue.json(downloads)} if downloads else {}

@@ -18,8 +18,9 @@ class DataRoot(dg.ConfigurableResource):
     path: str = os.environ.get("IMP_DATA_ROOT", "data")
     workers: int = int(os.environ.get("IMP_DATA_WORKERS", "1"))
 
-    def context(self, recipe: Recipe) -> BuildContext:
-        return BuildContext(recipe=recipe, data_root=Path(self.path).resolve(), workers=self.workers, progress=False)
+    def context(self, recipe: Recipe, fetch: "FetchSettings | None" = None) -> BuildContext:
+        return BuildContext(recipe=recipe, data_root=Path(self.path).resolve(), workers=self.workers, progress=False,
+                            download=fetch.download_config() if fetch else None)
 
 
 class FetchSettings(dg.ConfigurableResource):
@@ -32,3 +33,10 @@ class FetchSettings(dg.ConfigurableResource):
     def apply(self) -> None:
         if self.hf_endpoint:
             os.environ["HF_ENDPOINT"] = self.hf_endpoint
+
+    def download_config(self):
+        """The URL downloader's settings (LAION-GPT-V) from these resource values."""
+        from imp_data.fetch.http import DownloadConfig
+        from imp_data.fetch.transport import Timeouts
+
+        return DownloadConfig(concurrency=self.max_concurrency, timeouts=Timeouts(connect=self.timeout_s / 3, read=self.timeout_s))
