@@ -97,7 +97,7 @@ def test_stage2_lora_targets_and_frozen_tower(data_root):
 
 
 def test_resume_mid_epoch_matches_uninterrupted_and_reloads(data_root):
-    common = ["train.epochs=2", "train.max_steps=null", "model.init_projector=null", "lora.dropout=0.05"]
+    common = ["train.epochs=1", "train.max_steps=null", "model.init_projector=null", "lora.dropout=0.05"]
     straight = train(RUNS / "tiny_stage2.yaml", data_root=str(data_root), overrides=common + ["name=resume_a"])
     losses_a = [json.loads(line)["loss"] for line in (straight / "log.jsonl").read_text().splitlines()]
     # the same run, stopped after 7 steps (mid-epoch: an epoch has more), then resumed to the end
