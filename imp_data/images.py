@@ -188,3 +188,13 @@ def render_image(
     return RenderedImage(jpeg=buf.getvalue(), width=out.width, height=out.height, orig_width=full_w,
                          orig_height=full_h, sha256=hashlib.sha256(data).hexdigest(), phash=phash,
                          orig_mode=orig_mode, orig_format=orig_format)
+
+
+def hash_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[str, str]:
+    """(sha256, phash) of an image without rendering it — for benchmark image sets, hashed by the same
+    decode path as `render_image` so training and benchmark hashes compare."""
+    img = _open(data, max_pixels)
+    img, orientation = _decode(img, HASH_MIN_SIDE, "pad")
+    if orientation != 1:
+        img = ImageOps.exif_transpose(img)
+    return hashlib.sha256(data).hexdigest(), str(imagehash.phash(_to_rgb(img, (127, 127, 127))))

@@ -51,3 +51,16 @@ def reject_rate(ctx, mix: str) -> dict:
     limit = ctx.recipe.mix_max_reject_rate(mix)
     return {"rate": rate, "limit": limit, "ok": rate <= limit, "read": read, "rejected": rejected,
             "per_source": per_source}
+
+
+def contamination_left(ctx, mix: str) -> dict:
+    """Benchmark-matching samples that the removal table does not drop (must be 0 when the policy drops)."""
+    spec = ctx.recipe.mixes[mix].decontaminate
+    path = ctx.layout.mix(mix) / "contamination.parquet"
+    if not spec.benchmarks or not path.is_file():
+        return {"ok": True, "matched": 0, "left": 0, "policy": "off"}
+    matched = set(pl.read_parquet(path, columns=["id"])["id"].to_list())
+    removed = set(pl.read_parquet(ctx.layout.removals(mix), columns=["id"])["id"].to_list())
+    left = len(matched - removed)
+    return {"ok": left == 0 or not spec.drop, "matched": len(matched), "left": left,
+            "policy": "drop" if spec.drop else "report only"}

@@ -122,6 +122,17 @@ def render_report(stats: dict, charts: list[str]) -> str:
             by = ", ".join(f"{k} {v}" for k, v in sorted(d["by_status"].items()))
             parts.append(f"| {name} | {_fmt(d['total'])} | {_fmt(d['ok'])} | {d['success_rate']:.1%} | {by} |")
         parts.append("")
+    contamination = stats.get("contamination")
+    if contamination is not None:
+        parts += ["## Contamination (training images that match benchmark images)", "",
+                  f"**{contamination['remaining']} contaminated samples remain in the shards.**", ""]
+        if contamination["benchmarks"]:
+            parts += ["| benchmark | matched samples | exact | dropped | remaining |", "|---|---:|---:|---:|---:|"]
+            for bench, c in contamination["benchmarks"].items():
+                parts.append(f"| {bench} | {c['found']} | {c['exact']} | {c['dropped']} | {c['remaining']} |")
+        else:
+            parts.append("_no training image matched a benchmark image_")
+        parts.append("")
     extra = stats.get("report_sections") or []
     for section in extra:
         parts += [section, ""]

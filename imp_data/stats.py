@@ -103,13 +103,31 @@ def compute_stats(ctx, mix: str) -> dict:
     rejected_after_read = totals["rejected"]
     totals["reject_rate"] = round(rejected_after_read / totals["read"], 6) if totals["read"] else 0.0
     render = ctx.recipe.mix_render(mix)
+    contamination = contamination_summary(layout.mix(mix), index)
     return {
+        "contamination": contamination,
         "mix": mix, "recipe": ctx.recipe.name, "stage": spec.stage, "seed": ctx.recipe.seed,
         "render": render.model_dump(mode="json"), "shard_size": ctx.recipe.mix_shard_size(mix),
         "sources": per_source, "totals": totals, "normalized_total": normalized_total,
         "max_reject_rate": ctx.recipe.mix_max_reject_rate(mix), "balanced": True,
         "distributions": distributions(index),
     }
+
+
+def contamination_summary(mix_dir: Path, index: pl.DataFrame) -> dict | None:
+    """Per benchmark: training samples that matched it, how many were dropped, how many remain in shards."""
+    path = mix_dir / "contamination.parquet"
+    if not path.is_file():
+        return None
+    found = pl.read_parquet(path)
+    in_shards = set(index["id"].to_list())
+    out = {}
+    for bench in sorted(set(found["benchmark"].to_list())):
+        ids = set(found.filter(pl.col("benchmark") == bench)["id"].to_list())
+        remaining = len(ids & in_shards)
+        out[bench] = {"found": len(ids), "remaining": remaining, "dropped": len(ids) - remaining,
+                      "exact": int(found.filter((pl.col("benchmark") == bench) & (pl.col("match") == "exact")).height)}
+    return {"benchmarks": out, "remaining": sum(v["remaining"] for v in out.values())}
 
 
 def write_stats(ctx, mix: str) -> dict:

@@ -50,4 +50,15 @@ def mix_checks(recipe: Recipe, mix: str) -> list[dg.AssetChecksDefinition]:
         return dg.AssetCheckResult(passed=not problems, metadata={
             "problems": len(problems), "first_problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:20]) or "none")})
 
-    return [check_counts_match_targets, check_reject_rate, check_index_matches_shards]
+    @dg.asset_check(asset=mix_key(mix, "renders"), name="check_no_contamination_above_policy", blocking=True,
+                    description="With decontamination set to drop, no training sample matching a benchmark image "
+                    "is left in the mix")
+    def check_no_contamination_above_policy(data_root: DataRoot) -> dg.AssetCheckResult:
+        from imp_data.quality import contamination_left
+
+        r = contamination_left(data_root.context(recipe), mix)
+        return dg.AssetCheckResult(passed=r["ok"], metadata={"matched": r["matched"], "left": r["left"],
+                                                              "policy": r["policy"]})
+
+    return [check_counts_match_targets, check_reject_rate, check_index_matches_shards,
+            check_no_contamination_above_policy]
