@@ -4,23 +4,35 @@ The rules every source shares live here, once: native ids that repeat get `#2`, 
 order (LLaVA-665K keys several conversations by one COCO id), a record identical to an earlier one is a
 `duplicate_record` reject, and every candidate is checked with the `Sample` schema's rule functions — a
 failure becomes a reject whose reason names the broken rule. Counts reconcile exactly: read = normalized + rejected.
-Output is written in bounded batches, so memory does not grow with the file.
+
+Design choice: records go BATCH_ROWS at a time into Arrow columns, and a vectorised screen (`_screen`)
+marks every row that *might* break a rule — a superset, so the rules keep one definition: only marked
+(rare) rows go through `candidate_problems`, which decides and names the reason. Ids and duplicates stay a
+loop in file order, but only over rows whose id was seen before or repeats in the batch. A batch that is
+not plain `str` ids and lists of `{"from": str, "value": str}` dicts is checked record by record. The
+output is the same either way, byte for byte; memory is bounded by the batch, never by the file.
 """
 
 from __future__ import annotations
 
-import hashlib
+import gc
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from itertools import chain, compress, islice
+from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from imp_data.io import atomic_path, dumps_canonical, write_json_atomic
-from imp_data.schema import Reject, candidate_problems
+from imp_data.schema import IMAGE_TOKEN, Reject, candidate_problems
 from imp_data.sources.base import Candidate, Problem, Record
 
 BATCH_ROWS = 20_000
@@ -63,12 +75,216 @@ class SourceCounts:
         assert self.read == total, f"{self.source}: read {self.read} != normalized + rejected {total}"
 
 
-def _fingerprint(c: Candidate) -> bytes:
-    """Identity of a record's content (image + turns), for exact-duplicate detection."""
-    parts = [c.image or "\x00"]
-    for t in c.conversations:
-        parts.append(f"{t['from']}\x1f{t['value']}")
-    return hashlib.blake2b("\x1e".join(parts).encode(), digest_size=16).digest()
+# ---------------------------------------------------------------------------------------------------------
+# A batch as columns: duplicate fingerprints and the rule screen, vectorised.
+
+def _fingerprint_text(c: Candidate) -> str | None:
+    """What identifies a record's content (image + turns); None when its turns cannot be spelled (such a
+    record always breaks a rule)."""
+    try:
+        return "\x1e".join([c.image or "\x00"] + [f"{t['from']}\x1f{t['value']}" for t in c.conversations])
+    except (TypeError, KeyError):
+        return None
+
+
+def _hashes(texts: pa.Array) -> list[int | None]:
+    """64-bit hashes of fingerprint strings (null stays None). Only records sharing a native id are ever
+    compared, so a false duplicate has odds of ~2^-64 per pair."""
+    hashes = pl.from_arrow(texts).hash(seed=0).to_list()
+    if texts.null_count:
+        hashes = [None if t is None else h for t, h in zip(texts.to_pylist(), hashes)]
+    return hashes
+
+
+class _Columns(NamedTuple):
+    source_id: pa.Array
+    image: pa.Array
+    conversations: pa.Array
+    n_turns: np.ndarray
+
+
+def _columns(cands: list[Candidate], sids: list) -> _Columns | None:
+    """The batch as Arrow arrays (row i = candidate i), or None unless every candidate has `str` id and
+    image (or None) and a list of exactly-`{"from": str, "value": str}` dicts."""
+    images, convs = [c.image for c in cands], [c.conversations for c in cands]
+    if set(map(type, sids)) != {str} or not set(map(type, images)) <= {str, type(None)} \
+            or set(map(type, convs)) != {list}:
+        return None
+    turns = list(chain.from_iterable(convs))
+    if set(map(type, turns)) != {dict} or set(map(len, turns)) != {2}:
+        return None
+    try:
+        froms, values = list(map(itemgetter("from"), turns)), list(map(itemgetter("value"), turns))
+    except KeyError:
+        return None
+    if set(map(type, froms)) != {str} or set(map(type, values)) != {str}:
+        return None
+    n_turns = np.fromiter(map(len, convs), np.int32, len(convs))
+    offsets = np.concatenate([[0], np.cumsum(n_turns, dtype=np.int32)])
+    turn_arr = pa.StructArray.from_arrays([pa.array(froms, pa.string()), pa.array(values, pa.string())],
+                                          fields=list(TURN_TYPE))
+    conv_arr = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), turn_arr, type=pa.list_(TURN_TYPE))
+    return _Columns(pa.array(sids, pa.string()), pa.array(images, pa.string()), conv_arr, n_turns)
+
+
+def _column_fingerprints(cols: _Columns) -> list[int]:
+    """`_fingerprint_text` of every row, spelled column-wise, hashed."""
+    conv, turns = cols.conversations, cols.conversations.values
+    spelled = pc.binary_join_element_wise(turns.field("from"), turns.field("value"), "\x1f")
+    joined = pc.binary_join(pa.ListArray.from_arrays(conv.offsets, spelled), "\x1e")
+    image = pc.fill_null(cols.image, "")
+    image = pc.if_else(pc.equal(image, ""), "\x00", image)
+    return _hashes(pc.if_else(pa.array(cols.n_turns == 0), image, pc.binary_join_element_wise(image, joined, "\x1e")))
+
+
+def _bool(array: pa.Array) -> np.ndarray:
+    return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
+
+
+def _screen(cols: _Columns) -> np.ndarray:
+    """Rows that might break a schema rule: a SUPERSET of the failing rows (`candidate_problems` decides).
+
+    An unmarked row provably passes: >= 2 turns, an even count, roles alternating human/gpt, every value
+    holding a printable ASCII character (so not empty or whitespace), `<image>` exactly once in the first
+    turn iff there is an image, a non-empty id, and an image path with a printable character and no
+    leading '/' or '\\', drive letter, '..' or NUL.
+    """
+    n, offsets = cols.n_turns, cols.conversations.offsets.to_numpy()
+    marked = (n < 2) | (n % 2 == 1)
+    parent = np.repeat(np.arange(len(n)), n)
+    position = np.arange(offsets[-1]) - np.repeat(offsets[:-1], n)
+    role, value = cols.conversations.values.field("from"), cols.conversations.values.field("value")
+    role_ok = np.where(position % 2 == 1, _bool(pc.equal(role, "gpt")), _bool(pc.equal(role, "human")))
+    printable = _bool(pc.match_substring_regex(value, "[!-~]"))
+    has_image = _bool(pc.is_valid(cols.image))
+    tokens_ok = pc.count_substring(value, IMAGE_TOKEN).to_numpy() == ((position == 0) & has_image[parent])
+    marked[parent[~(role_ok & printable & tokens_ok)]] = True
+    marked |= _bool(pc.equal(pc.binary_length(cols.source_id), 0))
+    marked |= has_image & ~_bool(pc.match_substring_regex(cols.image, "[!-~]"))
+    marked |= _bool(pc.match_substring_regex(cols.image, r"^[/\\]|^[A-Za-z]:|\.\.|\x00"))
+    return marked
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The id and duplicate decisions, in file order.
+
+@dataclass
+class _Decided:
+    """A batch's outcome: accepted candidates (indices, in order), their N where '#N' applies, and the
+    rejects as (position in the batch, Reject)."""
+
+    rows: list[int] = field(default_factory=list)
+    repeats: dict[int, int] = field(default_factory=dict)
+    rejects: list[tuple[int, Reject]] = field(default_factory=list)
+
+    def sample_id(self, source: str, sid: str, row: int) -> str:
+        n = self.repeats.get(row)
+        return f"{source}/{sid}" if n is None else f"{source}/{sid}#{n}"
+
+
+def _decide(source: str, batch: list[Record], cands: list[Candidate], sids: list, fps: list, marked, once,
+            seen: dict) -> _Decided:
+    """Ids with '#N', duplicates, and the rules of marked rows (`marked is True`: all; `once`: ids that
+    occur once in the batch). `seen`: native id -> fingerprint (or list of them) of its accepted records.
+
+    An unmarked row with a new id that occurs once in the batch is simply accepted; the other rows are
+    decided one by one, in file order.
+    """
+    out, positions = _Decided(), None
+    if len(batch) > len(cands):
+        positions = [k for k, r in enumerate(batch) if not isinstance(r, Problem)]
+        out.rejects = [(k, Reject(source=source, source_id=r.source_id, stage="normalize", reason=r.reason,
+                                  detail=r.detail)) for k, r in enumerate(batch) if isinstance(r, Problem)]
+    if marked is True:
+        simple, rows = [False] * len(cands), range(len(cands))
+    else:
+        known = np.fromiter(map(seen.__contains__, sids), bool, len(sids))
+        simple, rows = (~known & ~marked & once).tolist(), np.flatnonzero(known | marked | ~once).tolist()
+        marked = marked.tolist()
+    accepted = []
+    for j in rows:
+        rec, sid, fp = cands[j], sids[j], fps[j]
+        k = j if positions is None else positions[j]
+        prev = seen.get(sid)
+        if prev is None:
+            n = 1
+        elif prev.__class__ is int:
+            n = 0 if fp == prev else 2
+        else:
+            n = 0 if fp in prev else len(prev) + 1
+        if n == 0:
+            out.rejects.append((k, Reject(source=source, source_id=sid, stage="normalize", reason="duplicate_record",
+                                          detail=f"{rec.where}: identical to an earlier record with id {sid!r}")))
+            continue
+        if marked is True or marked[j]:
+            sample_id = f"{source}/{sid}" if n == 1 else f"{source}/{sid}#{n}"
+            problems = candidate_problems(sample_id, source, sid, rec.image, rec.conversations)
+            if problems:
+                detail = "; ".join(message for _, message in problems)
+                out.rejects.append((k, Reject(source=source, source_id=sid, stage="normalize", reason=problems[0][0],
+                                              detail=f"{rec.where}: {detail}" if rec.where else detail)))
+                continue
+        # fp is not None here: a record whose turns cannot be spelled always breaks a rule
+        if prev is None:
+            seen[sid] = fp
+        elif prev.__class__ is int:
+            seen[sid] = [prev, fp]
+        else:
+            prev.append(fp)
+        accepted.append(j)
+        if n > 1:
+            out.repeats[j] = n
+    seen.update(zip(compress(sids, simple), compress(fps, simple)))
+    out.rows = list(compress(range(len(cands)), simple))
+    if accepted:
+        out.rows = sorted(out.rows + accepted)
+    out.rejects.sort(key=itemgetter(0))
+    return out
+
+
+class _Normalizer:
+    """The shared rules over a stream of batches; keeps the '#N'/duplicate state and the row order."""
+
+    def __init__(self, source: str):
+        self.source, self.seen, self.order = source, {}, 0
+
+    def batch(self, batch: list[Record]) -> tuple[_Decided, pa.Table]:
+        """Decide a batch; return the decisions and the accepted rows as a `_ROW_SCHEMA` table."""
+        source, cands = self.source, [r for r in batch if not isinstance(r, Problem)]
+        sids = [c.source_id for c in cands]
+        cols = _columns(cands, sids) if cands else None
+        if cols is None:  # record by record, as the rules are written
+            fps = _hashes(pa.array([_fingerprint_text(c) for c in cands], pa.string()))
+            decided = _decide(source, batch, cands, sids, fps, True, None, self.seen)
+            table = pa.Table.from_pylist([candidate_row(decided.sample_id(source, sids[j], j), source, cands[j],
+                                                        self.order + i) for i, j in enumerate(decided.rows)],
+                                         schema=_ROW_SCHEMA)
+        else:
+            once = pl.from_arrow(cols.source_id).is_unique().to_numpy()
+            decided = _decide(source, batch, cands, sids, _column_fingerprints(cols), _screen(cols), once, self.seen)
+            table = self._table(decided, cands, cols)
+        self.order += table.num_rows
+        return decided, table
+
+    def _table(self, decided: _Decided, cands: list[Candidate], cols: _Columns) -> pa.Table:
+        rows, k = decided.rows, len(decided.rows)
+        pick = (lambda a: a) if k == len(cands) else (lambda a, i=pa.array(rows, pa.int64()): a.take(i))
+        suffix = [f"#{decided.repeats[j]}" if j in decided.repeats else "" for j in rows] if decided.repeats \
+            else [""] * k
+        source_id = pick(cols.source_id)
+        return pa.Table.from_arrays([
+            pc.binary_join_element_wise(self.source + "/", source_id, pa.array(suffix, pa.string()), ""),
+            pa.array([self.source] * k, pa.string()), source_id, pick(cols.image), pick(cols.conversations),
+            pa.array([dumps_canonical(m) if m else "{}" for m in (cands[j].meta for j in rows)], pa.string()),
+            pa.array(cols.n_turns[rows] if k < len(cands) else cols.n_turns, pa.int32()),
+            pa.array(np.arange(self.order, self.order + k, dtype=np.int64)),
+        ], schema=_ROW_SCHEMA)
+
+
+def _batches(records: Iterable[Record]) -> Iterator[list[Record]]:
+    it = iter(records)
+    while batch := list(islice(it, BATCH_ROWS)):
+        yield batch
 
 
 def iter_outcomes(source: str, records: Iterable[Record]) -> Iterator[dict | Reject]:
@@ -77,31 +293,15 @@ def iter_outcomes(source: str, records: Iterable[Record]) -> Iterator[dict | Rej
     Validity is checked with the schema's own rule functions (`candidate_problems`), not by building a
     model per record: same rules, a fraction of the cost on millions of records.
     """
-    seen: dict[str, list[bytes]] = {}  # native id -> fingerprints of its accepted records
-    order = 0
-    for rec in records:
-        if isinstance(rec, Problem):
-            yield Reject(source=source, source_id=rec.source_id, stage="normalize", reason=rec.reason,
-                         detail=rec.detail)
-            continue
-        fingerprints = seen.get(rec.source_id, [])
-        fp = _fingerprint(rec)
-        if fp in fingerprints:
-            yield Reject(source=source, source_id=rec.source_id, stage="normalize", reason="duplicate_record",
-                         detail=f"{rec.where}: identical to an earlier record with id {rec.source_id!r}")
-            continue
-        n = len(fingerprints) + 1
-        sample_id = f"{source}/{rec.source_id}" + (f"#{n}" if n > 1 else "")
-        problems = candidate_problems(sample_id, source, rec.source_id, rec.image, rec.conversations)
-        if problems:
-            reason = problems[0][0]
-            detail = "; ".join(message for _, message in problems)
-            yield Reject(source=source, source_id=rec.source_id, stage="normalize", reason=reason,
-                         detail=f"{rec.where}: {detail}" if rec.where else detail)
-            continue
-        seen.setdefault(rec.source_id, []).append(fp)
-        yield candidate_row(sample_id, source, rec, order)
-        order += 1
+    norm = _Normalizer(source)
+    for batch in _batches(records):
+        order, (decided, _) = norm.order, norm.batch(batch)
+        cands = [(k, r) for k, r in enumerate(batch) if not isinstance(r, Problem)]
+        outcomes: list[tuple[int, dict | Reject]] = list(decided.rejects)
+        for i, j in enumerate(decided.rows):
+            k, rec = cands[j]
+            outcomes.append((k, candidate_row(decided.sample_id(source, rec.source_id, j), source, rec, order + i)))
+        yield from (o for _, o in sorted(outcomes, key=itemgetter(0)))
 
 
 def candidate_row(sample_id: str, source: str, rec: Candidate, order: int) -> dict:
@@ -130,31 +330,49 @@ def row_to_sample_dict(row: dict) -> dict:
             "meta": json.loads(row["meta"]) if row["meta"] else {}}
 
 
-class _BatchWriter:
-    """Parquet writer that buffers rows and flushes every BATCH_ROWS (bounded memory)."""
+class _TableWriter:
+    """Parquet writer whose row groups hold exactly BATCH_ROWS rows, however the added tables are cut."""
 
-    def __init__(self, path: Path, schema: pa.Schema):
-        self.schema = schema
-        self.rows: list[dict] = []
+    def __init__(self, path: Path, schema: pa.Schema, finish=lambda table: table):
+        self.parts: list[pa.Table] = []
+        self.rows = 0
+        self.finish = finish
         self.writer = pq.ParquetWriter(path, schema, compression="zstd")
 
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= BATCH_ROWS:
-            self.flush()
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.parts.append(table)
+            self.rows += table.num_rows
+        while self.rows >= BATCH_ROWS:
+            self._write(BATCH_ROWS)
 
-    def flush(self) -> None:
-        if self.rows:
-            if self.schema is SAMPLE_SCHEMA:
-                table = pa.Table.from_pylist(self.rows, schema=_ROW_SCHEMA)
-                self.writer.write_table(add_text_stats(table))
-            else:
-                self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.rows = []
+    def _write(self, n: int) -> None:
+        table = pa.concat_tables(self.parts)
+        rest = table.slice(n)
+        self.writer.write_table(self.finish(table.slice(0, n).combine_chunks()))
+        self.parts, self.rows = ([rest] if rest.num_rows else []), self.rows - n
 
     def close(self) -> None:
-        self.flush()
+        if self.rows:
+            self._write(self.rows)
         self.writer.close()
+
+
+@contextmanager
+def _young_collections() -> Iterator[None]:
+    """Pause automatic garbage collection (the caller collects the young generation every few batches).
+
+    A batch keeps ~10^5 containers alive, which the automatic collector re-scans many times per batch: a
+    fifth of the stage. Normalising makes no reference cycles; the periodic collection bounds any an
+    adapter might leave.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def normalize_records(source: str, records: Iterable[Record], out_path: Path, rejects_path: Path,
@@ -162,27 +380,27 @@ def normalize_records(source: str, records: Iterable[Record], out_path: Path, re
     """Write `out_path` (samples) and `rejects_path` atomically; return the counts (also beside out_path)."""
     counts = SourceCounts(source=source)
     rejected: Counter[str] = Counter()
-    with atomic_path(out_path) as tmp_out, atomic_path(rejects_path) as tmp_rej:
-        samples, rejects = _BatchWriter(tmp_out, SAMPLE_SCHEMA), _BatchWriter(tmp_rej, REJECT_SCHEMA)
+    norm = _Normalizer(source)
+    with atomic_path(out_path) as tmp_out, atomic_path(rejects_path) as tmp_rej, _young_collections():
+        samples, rejects = _TableWriter(tmp_out, SAMPLE_SCHEMA, add_text_stats), _TableWriter(tmp_rej, REJECT_SCHEMA)
         try:
-            for outcome in iter_outcomes(source, records):
-                counts.read += 1
-                if isinstance(outcome, Reject):
-                    rejected[outcome.reason] += 1
-                    rejects.add(outcome.model_dump())
-                else:
-                    counts.normalized += 1
-                    counts.repeated_ids += len(outcome["id"]) > len(source) + 1 + len(outcome["source_id"])
-                    if outcome["image"] is None:
-                        counts.text_only += 1
-                    else:
-                        counts.with_image += 1
-                    samples.add(outcome)
+            for n, batch in enumerate(_batches(records), 1):
+                decided, table = norm.batch(batch)
+                counts.read += len(batch)
+                rejected.update(reject.reason for _, reject in decided.rejects)
+                rejects.add(pa.Table.from_pylist([r.model_dump() for _, r in decided.rejects], schema=REJECT_SCHEMA))
+                counts.normalized += table.num_rows
+                counts.repeated_ids += len(decided.repeats)
+                counts.text_only += table.column("image").null_count
+                samples.add(table)
                 if progress is not None:
-                    progress.update(1)
+                    progress.update(len(batch))
+                if n % 10 == 0:
+                    gc.collect(0)
         finally:
             samples.close()
             rejects.close()
+    counts.with_image = counts.normalized - counts.text_only
     counts.rejected = dict(sorted(rejected.items()))
     counts.check()
     write_json_atomic(out_path.with_suffix(".counts.json"), asdict(counts))

@@ -22,21 +22,23 @@ def llava_record(rec: Any, where: str, fallback_id: str, *, move_token: bool = F
     """One LLaVA-format JSON object -> Candidate, or Problem when its shape is wrong."""
     if not isinstance(rec, dict):
         return Problem(fallback_id, "bad_type", f"{where}: record is a {type(rec).__name__}, not an object")
-    sid = native_id(rec.get("id"))
+    get = rec.get
+    sid = native_id(get("id"))
     if sid is None:
         return Problem(fallback_id, "missing_field", f"{where}: no usable 'id'")
-    conv = rec.get("conversations")
+    conv = get("conversations")
     if conv is None:
         return Problem(sid, "missing_field", f"{where}: no 'conversations'")
-    image = rec.get("image")
+    image = get("image")
     if image is not None and not isinstance(image, str):
         return Problem(sid, "bad_type", f"{where}: 'image' must be a string")
     turns = conv  # turn shapes are checked once, by the normaliser's schema rules
     if move_token and image and isinstance(conv, list) and conv and isinstance(conv[0], dict):
         turns = [dict(t) for t in conv]
         turns[0]["value"] = move_image_token_first(str(turns[0].get("value", "")))
-    meta = {k: v for k, v in rec.items() if k not in KNOWN_KEYS}
-    return Candidate(source_id=sid, image=image, conversations=turns, meta=meta, where=where)
+    # 'id' and 'conversations' are present here, so a record of only known keys has 2 or 3 of them
+    meta = {} if len(rec) == 2 + ("image" in rec) else {k: v for k, v in rec.items() if k not in KNOWN_KEYS}
+    return Candidate(sid, image, turns, meta, where)
 
 
 def read_llava_files(root: Path, files: list[str], *, move_token: bool = False) -> Iterator[Record]:
