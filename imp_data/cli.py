@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from imp_data.train.evaluate import evaluate_run
+    from imp_data.eval.job import evaluate_run
 
     out = evaluate_run(Path(args.run), data_root=args.data_root, overrides=args.set or [])
     print(f"metrics written to {out}")
