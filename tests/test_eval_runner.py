@@ -44,7 +44,7 @@ def test_prompts_as_published(roots):
 def test_perfect_and_wrong_models(roots, tmp_path):
     perfect = run_eval(roots, oracle, tmp_path / "perfect")
     for name in roots:
-        assert perfect[name]["score"] == pytest.approx(2000.0 if name == "mme" else 100.0), name
+        assert perfect[name]["score"] == pytest.approx(400.0 if name == "mme" else 100.0), name  # MME: 2 categories x 200
     wrong = run_eval(roots, lambda items: ["zzz"] * len(items), tmp_path / "wrong")
     assert all(wrong[name]["score"] == 0.0 for name in roots if name != "pope")
     table = (tmp_path / "perfect" / "metrics.md").read_text()
