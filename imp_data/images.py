@@ -2,9 +2,14 @@
 
 One entry point, `render_image`. The single decode feeds both the perceptual hash (dedup and
 decontamination) and the rendering, so a corpus is decoded once. Large JPEGs are decoded with libjpeg's
-DCT scaling (`Image.draft`) straight to the smallest size that is still at least what the output and
-the hash need, which is most of the speed. Undecodable input raises `ImageError` with a short reason
-that the build writes to the rejects table.
+DCT scaling (`Image.draft`: 1/2, 1/4, 1/8) straight to the smallest size whose longer side still covers
+the output, which is most of the speed. The phash is taken from a decode whose scale depends only on the
+source (longer side >= `HASH_SIDE`), never on the render settings, so the same bytes always hash the same
+(`hash_image` for benchmark sets, `render_image` for training images); at the default 384 px both are
+the same decode. The bicubic resize runs on torch's SIMD uint8 kernel when the CPU has one (the same
+antialiased filter as Pillow's, pixel values within 1, ~4x faster than Pillow's scalar code), else on
+Pillow. Undecodable input raises `ImageError` with a short reason that the build writes to the rejects
+table.
 
 Geometry (DESIGN §4, TRAINING §1):
 - `pad` (default, the paper's resize-then-pad): longer side -> resolution (aspect kept, the other side
@@ -17,6 +22,7 @@ Geometry (DESIGN §4, TRAINING §1):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
@@ -30,7 +36,8 @@ from imp_data.errors import ImageError
 
 MODES = ("pad", "squash", "expand2square")
 MAX_PIXELS = 89_478_485  # PIL's own default bomb limit (~ 0.25 GiB of RGB)
-HASH_MIN_SIDE = 256  # decode at least this large for the hash, so phash does not depend on `resolution`
+HASH_SIDE = 384  # the phash's decode covers this longer side: a function of the source alone, never of `resolution`
+HASH_FILL = (127, 127, 127)  # alpha is composited on this for the phash, whatever the render's `fill`
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
@@ -44,7 +51,7 @@ class RenderedImage:
     orig_width: int  # after EXIF orientation, before any resizing
     orig_height: int
     sha256: str  # of the source bytes
-    phash: str  # imagehash.phash of the decoded image, 16 hex digits
+    phash: str  # imagehash.phash (16 hex digits) of the decode at HASH_SIDE: depends on the bytes alone
     orig_mode: str
     orig_format: str
 
@@ -104,41 +111,91 @@ def _to_rgb(img: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK (Adobe-inverted handled by PIL), YCbCr, LAB, HSV
 
 
-def _decode(img: Image.Image, resolution: int, mode: str) -> tuple[Image.Image, int]:
-    """Load pixels (JPEG: DCT-scaled to the smallest size still large enough); return (image, orientation)."""
-    orientation = _orientation(img)
+def _request(img: Image.Image, orientation: int, side: int, both: bool) -> tuple[int, int]:
+    """The size (stored orientation) a decode must cover: longer side >= `side`, or both sides if `both`."""
     w, h = img.size
     if orientation in _TRANSPOSED:
         w, h = h, w
+    tw, th = (side, side) if both else _content_size(w, h, side)
+    return (th, tw) if orientation in _TRANSPOSED else (tw, th)
+
+
+def _dct_scale(img: Image.Image, request: tuple[int, int]) -> int:
+    """The JPEG scale denominator `Image.draft(mode, request)` will choose (Pillow's own rule)."""
+    if img.format != "JPEG":
+        return 1
+    ratio = min(img.width // request[0], img.height // request[1])
+    return next((s for s in (8, 4, 2) if ratio >= s), 1)
+
+
+def _decode(img: Image.Image, request: tuple[int, int], orientation: int) -> Image.Image:
+    """Load pixels (a JPEG DCT-scaled to the smallest size covering `request`), oriented upright."""
     if img.format == "JPEG":
-        need = max(resolution, HASH_MIN_SIDE)
-        tw, th = (need, need) if mode == "squash" else _content_size(w, h, need)
-        if orientation in _TRANSPOSED:
-            tw, th = th, tw
-        img.draft(img.mode if img.mode in ("L", "RGB", "CMYK") else None, (tw, th))
+        img.draft(img.mode if img.mode in ("L", "RGB", "CMYK") else None, request)
     try:
         img.load()
     except OSError as err:
-        reason = "image_truncated" if "truncated" in str(err) or "broken data stream" in str(err) else "image_undecodable"
-        raise ImageError(reason, str(err)) from None
+        truncated = "truncated" in str(err) or "broken data stream" in str(err)
+        raise ImageError("image_truncated" if truncated else "image_undecodable", str(err)) from None
     except (SyntaxError, ValueError, EOFError) as err:
         raise ImageError("image_undecodable", str(err)) from None
-    return img, orientation
+    try:
+        return ImageOps.exif_transpose(img) if orientation != 1 else img
+    except (OSError, ValueError) as err:
+        raise ImageError("image_undecodable", str(err)) from None
+
+
+def _phash(img: Image.Image) -> str:
+    """imagehash.phash of an RGB image. The 32x32 it transforms is made box-reduce-then-Lanczos and in RGB
+    (`reducing_gap`), then turned grey: a few times cheaper than imagehash's full-size grey Lanczos, and
+    within 2 bits of it on real photos (bench/render.py prints the distances)."""
+    return str(imagehash.phash(img.resize((32, 32), Image.LANCZOS, reducing_gap=2.0).convert("L")))
+
+
+@functools.cache
+def _simd_torch():
+    """torch, if its uint8 antialiased resampler has a SIMD kernel on this CPU (x86 AVX2/AVX-512); else None.
+    Imported on first use: only rendering processes pay for it."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")()
+    return torch if capability in ("AVX2", "AVX512") else None
+
+
+def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Bicubic resize of an RGB image, antialiased when shrinking (Pillow's filter either way)."""
+    torch = _simd_torch()
+    if torch is None or img.mode != "RGB" or min(img.size) < 8:
+        return img.resize(size, Image.BICUBIC, reducing_gap=3.0)
+    w, h = img.size
+    try:  # Pillow >= 11.2 exports its 4-byte RGBX pixels without a copy
+        import pyarrow as pa
+
+        flat = pa.array(img).flatten().to_numpy(zero_copy_only=True)
+    except Exception:
+        flat = np.frombuffer(img.tobytes("raw", "RGBX"), np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a read-only buffer: torch only reads it
+        pixels = torch.from_numpy(flat).view(1, h, w, 4).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
+    out = torch.nn.functional.interpolate(pixels, size=(size[1], size[0]), mode="bicubic", antialias=True)
+    return Image.frombytes("RGB", size, out.permute(0, 2, 3, 1).contiguous().numpy(), "raw", "RGBX")
 
 
 def _geometry(img: Image.Image, resolution: int, mode: str, fill: tuple[int, int, int]) -> Image.Image:
     w, h = img.size
     if mode == "squash":
-        return img.resize((resolution, resolution), Image.BICUBIC, reducing_gap=3.0)
+        return _resize(img, (resolution, resolution))
     if mode == "expand2square":
         side = max(w, h)
         if w != h:
             square = Image.new("RGB", (side, side), fill)
             square.paste(img, ((side - w) // 2, (side - h) // 2))
             img = square
-        return img.resize((resolution, resolution), Image.BICUBIC, reducing_gap=3.0)
+        return _resize(img, (resolution, resolution))
     nw, nh = _content_size(w, h, resolution)
-    content = img.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0) if (nw, nh) != (w, h) else img
+    content = _resize(img, (nw, nh)) if (nw, nh) != (w, h) else img
     if (nw, nh) == (resolution, resolution):
         return content
     canvas = Image.new("RGB", (resolution, resolution), fill)
@@ -171,15 +228,20 @@ def render_image(
     fill = tuple(int(c) for c in fill)
     img = _open(data, max_pixels)
     orig_mode, orig_format = img.mode, img.format or "unknown"
-    full_w, full_h = img.size  # before draft() shrinks it
-    img, orientation = _decode(img, resolution, mode)
-    if orientation in _TRANSPOSED:
-        full_w, full_h = full_h, full_w
+    orientation = _orientation(img)
+    full_w, full_h = (img.height, img.width) if orientation in _TRANSPOSED else img.size  # before draft()
+    hash_request = _request(img, orientation, HASH_SIDE, both=False)
+    render_request = _request(img, orientation, resolution, both=mode == "squash")
+    # One decode serves both when the hash's scale is at least as fine as the render needs (always at
+    # resolution <= HASH_SIDE outside squash); otherwise the render decodes finer and the hash decodes apart.
+    shared = _dct_scale(img, render_request) >= _dct_scale(img, hash_request)
+    decoded = _decode(img, hash_request if shared else render_request, orientation)
     try:
-        if orientation != 1:
-            img = ImageOps.exif_transpose(img)
-        rgb = _to_rgb(img, fill)
-        phash = str(imagehash.phash(rgb))
+        rgb = _to_rgb(decoded, fill)
+        if shared:
+            phash = _phash(rgb if fill == HASH_FILL else _to_rgb(decoded, HASH_FILL))
+        else:
+            phash = hash_image(data, max_pixels=max_pixels)[1]
         out = _geometry(rgb, resolution, mode, fill)
         buf = io.BytesIO()
         out.save(buf, "JPEG", quality=quality, optimize=False, subsampling=0 if quality >= 90 else 2)
@@ -191,10 +253,18 @@ def render_image(
 
 
 def hash_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[str, str]:
-    """(sha256, phash) of an image without rendering it — for benchmark image sets, hashed by the same
-    decode path as `render_image` so training and benchmark hashes compare."""
+    """(sha256, phash) of an image without rendering it — for benchmark image sets. The decode and the hash
+    are `render_image`'s own, so the same bytes give the same phash here and in a render.
+
+    Example:
+        >>> buf = io.BytesIO(); Image.new("RGB", (64, 48), (0, 128, 255)).save(buf, "PNG")
+        >>> hash_image(buf.getvalue())[1] == render_image(buf.getvalue(), resolution=32).phash
+        True
+    """
     img = _open(data, max_pixels)
-    img, orientation = _decode(img, HASH_MIN_SIDE, "pad")
-    if orientation != 1:
-        img = ImageOps.exif_transpose(img)
-    return hashlib.sha256(data).hexdigest(), str(imagehash.phash(_to_rgb(img, (127, 127, 127))))
+    orientation = _orientation(img)
+    decoded = _decode(img, _request(img, orientation, HASH_SIDE, both=False), orientation)
+    try:
+        return hashlib.sha256(data).hexdigest(), _phash(_to_rgb(decoded, HASH_FILL))
+    except (OSError, ValueError) as err:
+        raise ImageError("image_undecodable", str(err)) from None
