@@ -103,11 +103,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_ints(pairs: list[str] | None, flag: str) -> dict[str, int]:
+    out = {}
+    for pair in pairs or []:
+        name, _, value = pair.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"{flag} {pair!r}: expected NAME=INTEGER, e.g. mmbench=64") from None
+    return out
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from imp_data.eval.job import evaluate_run
 
-    out = evaluate_run(Path(args.run), data_root=args.data_root, overrides=args.set or [])
-    print(f"metrics written to {out}")
+    out = evaluate_run(Path(args.run), data_root=args.data_root, overrides=args.set or [],
+                       benchmarks_root=args.benchmarks_root, max_new_tokens=args.max_new_tokens,
+                       max_new_tokens_for=_name_ints(args.max_new_tokens_for, "--max-new-tokens-for"),
+                       only=[n for n in args.only.split(",") if n] if args.only else None)
+    print(f"metrics written to {out} (table: {out.with_name('metrics.md')})")
     return 0
 
 
@@ -173,10 +187,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="A.B=VALUE", help="override a config field (repeatable)")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("eval", help="run the benchmarks for a trained run -> metrics.json + table")
+    s = sub.add_parser("eval", help="run the benchmarks for a trained run -> metrics.json + table + uploads")
     s.add_argument("run", help="run recipe (manifests/runs/*.yaml) whose checkpoint to evaluate")
-    s.add_argument("--data-root", default=None)
-    s.add_argument("--set", action="append", metavar="A.B=VALUE")
+    s.add_argument("--data-root", default=None, help="overrides the run recipe's data root")
+    s.add_argument("--set", action="append", metavar="A.B=VALUE", help="override a run config field (repeatable)")
+    s.add_argument("--benchmarks-root", default=None,
+                   help="folder of <benchmark>/ dirs laid out as LLaVA's playground/data/eval (default DATA/eval)")
+    s.add_argument("--only", metavar="NAMES", help="comma-separated benchmarks or splits, e.g. pope,vqav2_testdev")
+    s.add_argument("--max-new-tokens", type=int, default=None,
+                   help="one answer-length cap for every benchmark (default per benchmark as LLaVA: 128, "
+                   "scienceqa/mmbench 1024, at most the run's model_max_length)")
+    s.add_argument("--max-new-tokens-for", action="append", metavar="NAME=N",
+                   help="cap for one benchmark or split, e.g. mmbench=64 (repeatable; wins over --max-new-tokens)")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("demo", help="fixtures -> build demo.yaml -> tiny train -> eval, end to end on CPU")

@@ -21,7 +21,7 @@ def roots(tmp_path_factory):
     return write_benchmark_fixtures(tmp_path_factory.mktemp("bench"))
 
 
-def oracle(items):
+def oracle(items, max_new_tokens=None):
     """Answers like a perfect model would (letters for multiple choice)."""
     out = []
     for it in items:
@@ -44,8 +44,9 @@ def test_prompts_as_published(roots):
 def test_perfect_and_wrong_models(roots, tmp_path):
     perfect = run_eval(roots, oracle, tmp_path / "perfect")
     for name in roots:
-        assert perfect[name]["score"] == pytest.approx(400.0 if name == "mme" else 100.0), name  # MME: 2 categories x 200
-    wrong = run_eval(roots, lambda items: ["zzz"] * len(items), tmp_path / "wrong")
+        # MME: 3 categories x 200
+        assert perfect[name]["score"] == pytest.approx(600.0 if name == "mme" else 100.0), name
+    wrong = run_eval(roots, lambda items, _: ["zzz"] * len(items), tmp_path / "wrong")
     assert all(wrong[name]["score"] == 0.0 for name in roots if name != "pope")
     table = (tmp_path / "perfect" / "metrics.md").read_text()
     assert all(label in table for _, label in TABLE) and "–" in table  # MM-Vet is not computed
@@ -61,7 +62,7 @@ def test_pope_pairs_by_question_id(roots, tmp_path):
     shutil.copytree(roots["pope"], shuffled_root)
     lines = (shuffled_root / "llava_pope_test.jsonl").read_text().splitlines()
     (shuffled_root / "llava_pope_test.jsonl").write_text("\n".join(reversed(lines)) + "\n")
-    half = lambda its: ["yes" if int(it.qid) % 2 else "no" for it in its]  # noqa: E731
+    half = lambda its, _: ["yes" if int(it.qid) % 2 else "no" for it in its]  # noqa: E731
     a = run_eval({"pope": roots["pope"]}, half, tmp_path / "a")["pope"]
     b = run_eval({"pope": shuffled_root}, half, tmp_path / "b")["pope"]
     assert a == b and len(items) == 6

@@ -1,32 +1,63 @@
-"""`imp-data eval RUN`: evaluate a trained run on every benchmark found under `DATA/eval/<name>/`.
+"""`imp-data eval RUN`: evaluate a trained run on every benchmark split found under `DATA/eval/<name>/`.
 
-The model is the run's latest checkpoint (`imp_data.train.generate.load_generate`: greedy, stop at
-`</s>`, images rendered as the training mix was); results go to `DATA/runs/<run>/eval/`.
+The model is the run's latest checkpoint (`imp_data.train.generate.load_generate`: greedy, images rendered as
+the training mix was); answers end at the template's stop string, and each split gets its own
+`max_new_tokens` (`imp_data.eval.splits`). Results go to `DATA/runs/<run>/eval/`.
 """
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Mapping
 from pathlib import Path
 
-from imp_data.errors import ImpDataError
-from imp_data.eval.benchmarks import LOADERS
-from imp_data.eval.runner import render_table, run_eval
+from imp_data.eval.runner import Generate, render_table, run_eval
+from imp_data.eval.splits import STOP_STRINGS, find_splits, resolve_max_new_tokens
+
+
+def checkpoint_generate(run_dir: Path) -> Generate:
+    """`generate(items, max_new_tokens)` over a run's latest checkpoint.
+
+    `load_generate` fixes the cap when it builds the model, so the model is rebuilt (the previous one
+    released first) when the cap changes; the runner groups splits by cap, so that is once per distinct value.
+    """
+    from imp_data.train.generate import load_generate
+
+    state: dict = {}
+
+    def generate(items, max_new_tokens: int) -> list[str]:
+        if state.get("cap") != max_new_tokens:
+            state.clear()
+            gc.collect()
+            state.update(cap=max_new_tokens, fn=load_generate(run_dir, max_new_tokens=max_new_tokens))
+        return state["fn"](items)
+
+    return generate
 
 
 def evaluate_run(run: str | Path, *, data_root: str | None = None, overrides=(), benchmarks_root: str | None = None,
-                 max_new_tokens: int = 16) -> Path:
+                 max_new_tokens: int | None = None, max_new_tokens_for: Mapping[str, int] | None = None,
+                 only: list[str] | None = None) -> Path:
+    """Run every benchmark split laid out under `benchmarks_root` (default DATA/eval) and write the tables.
+
+    Args:
+        max_new_tokens: one cap for every split (default: each split's LLaVA setting, at most the run's
+            `train.model_max_length`).
+        max_new_tokens_for: per split key or benchmark name; wins over `max_new_tokens`.
+        only: split keys or benchmark names to run (default all found).
+
+    Returns:
+        The path of `metrics.json`.
+    """
     from imp_data.train.config import load_run
-    from imp_data.train.generate import load_generate
 
     cfg = load_run(run, list(overrides))
     root = Path(data_root or cfg.data_root).resolve()
     run_dir = root / "runs" / cfg.name
-    bench_root = Path(benchmarks_root) if benchmarks_root else root / "eval"
-    benchmarks = {name: bench_root / name for name in LOADERS if (bench_root / name).is_dir()}
-    if not benchmarks:
-        raise ImpDataError(f"{bench_root}: no benchmark folders ({', '.join(LOADERS)}) — lay them out as LLaVA's "
-                           "playground/data/eval (the demo writes small ones)")
-    generate = load_generate(run_dir, max_new_tokens=max_new_tokens)
-    results = run_eval(benchmarks, generate, run_dir / "eval")
+    splits = find_splits(Path(benchmarks_root) if benchmarks_root else root / "eval", only)
+    caps = resolve_max_new_tokens(splits, every=max_new_tokens, per=max_new_tokens_for,
+                                  cap=cfg.train.model_max_length)
+    results = run_eval(splits, checkpoint_generate(run_dir), run_dir / "eval", max_new_tokens=caps,
+                       stop=STOP_STRINGS.get(cfg.template), model_id=cfg.name)
     print(render_table(results))
     return run_dir / "eval" / "metrics.json"
