@@ -6,10 +6,12 @@ DCT scaling (`Image.draft`: 1/2, 1/4, 1/8) straight to the smallest size whose l
 the output, which is most of the speed. The phash is taken from a decode whose scale depends only on the
 source (longer side >= `HASH_SIDE`), never on the render settings, so the same bytes always hash the same
 (`hash_image` for benchmark sets, `render_image` for training images); at the default 384 px both are
-the same decode. The bicubic resize runs on torch's SIMD uint8 kernel when the CPU has one (the same
-antialiased filter as Pillow's, pixel values within 1, ~4x faster than Pillow's scalar code), else on
-Pillow. Undecodable input raises `ImageError` with a short reason that the build writes to the rejects
-table.
+the same decode. The bicubic resize (`resampler`) is torch's uint8 antialiased kernel by default: the
+same filter as Pillow's (pixel values within 1), ~4x faster where the CPU has its SIMD path (x86 AVX2 or
+AVX-512), and integer arithmetic whose bytes do not depend on the CPU (AVX-512, AVX2 and the scalar
+kernel agree; `tests/test_images.py` checks), so a build is byte-identical across machines. `pillow`
+uses Pillow's own resize instead (faster than torch's scalar kernel on CPUs without AVX2). Undecodable
+input raises `ImageError` with a short reason that the build writes to the rejects table.
 
 Geometry (DESIGN §4, TRAINING §1):
 - `pad` (default, the paper's resize-then-pad): longer side -> resolution (aspect kept, the other side
@@ -35,6 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from imp_data.errors import ImageError
 
 MODES = ("pad", "squash", "expand2square")
+RESAMPLERS = ("torch", "pillow")
 MAX_PIXELS = 89_478_485  # PIL's own default bomb limit (~ 0.25 GiB of RGB)
 HASH_SIDE = 384  # the phash's decode covers this longer side: a function of the source alone, never of `resolution`
 HASH_FILL = (127, 127, 127)  # alpha is composited on this for the phash, whatever the render's `fill`
@@ -153,20 +156,25 @@ def _phash(img: Image.Image) -> str:
 
 
 @functools.cache
-def _simd_torch():
-    """torch, if its uint8 antialiased resampler has a SIMD kernel on this CPU (x86 AVX2/AVX-512); else None.
-    Imported on first use: only rendering processes pay for it."""
+def _torch():
+    """torch, imported on first use (only rendering processes pay for it); None if it is not installed."""
     try:
         import torch
     except ImportError:
         return None
-    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")()
-    return torch if capability in ("AVX2", "AVX512") else None
+    return torch
 
 
-def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+def has_simd_resampler() -> bool:
+    """Whether torch's uint8 antialiased resize has a SIMD kernel on this CPU (x86 AVX2 / AVX-512)."""
+    torch = _torch()
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")() if torch else "DEFAULT"
+    return capability in ("AVX2", "AVX512")
+
+
+def _resize(img: Image.Image, size: tuple[int, int], resampler: str) -> Image.Image:
     """Bicubic resize of an RGB image, antialiased when shrinking (Pillow's filter either way)."""
-    torch = _simd_torch()
+    torch = _torch() if resampler == "torch" else None
     if torch is None or img.mode != "RGB" or min(img.size) < 8:
         return img.resize(size, Image.BICUBIC, reducing_gap=3.0)
     w, h = img.size
@@ -183,19 +191,19 @@ def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return Image.frombytes("RGB", size, out.permute(0, 2, 3, 1).contiguous().numpy(), "raw", "RGBX")
 
 
-def _geometry(img: Image.Image, resolution: int, mode: str, fill: tuple[int, int, int]) -> Image.Image:
+def _geometry(img: Image.Image, resolution: int, mode: str, fill: tuple[int, int, int], resampler: str) -> Image.Image:
     w, h = img.size
     if mode == "squash":
-        return _resize(img, (resolution, resolution))
+        return _resize(img, (resolution, resolution), resampler)
     if mode == "expand2square":
         side = max(w, h)
         if w != h:
             square = Image.new("RGB", (side, side), fill)
             square.paste(img, ((side - w) // 2, (side - h) // 2))
             img = square
-        return _resize(img, (resolution, resolution))
+        return _resize(img, (resolution, resolution), resampler)
     nw, nh = _content_size(w, h, resolution)
-    content = _resize(img, (nw, nh)) if (nw, nh) != (w, h) else img
+    content = _resize(img, (nw, nh), resampler) if (nw, nh) != (w, h) else img
     if (nw, nh) == (resolution, resolution):
         return content
     canvas = Image.new("RGB", (resolution, resolution), fill)
@@ -210,6 +218,7 @@ def render_image(
     mode: str = "pad",
     fill: tuple[int, int, int] = (127, 127, 127),
     quality: int = 95,
+    resampler: str = "torch",
     max_pixels: int = MAX_PIXELS,
 ) -> RenderedImage:
     """Decode `data` once and return its rendering plus sha256 and phash.
@@ -225,6 +234,8 @@ def render_image(
     """
     if mode not in MODES:
         raise ValueError(f"unknown image mode {mode!r}; valid: {', '.join(MODES)}")
+    if resampler not in RESAMPLERS:
+        raise ValueError(f"unknown resampler {resampler!r}; valid: {', '.join(RESAMPLERS)}")
     fill = tuple(int(c) for c in fill)
     img = _open(data, max_pixels)
     orig_mode, orig_format = img.mode, img.format or "unknown"
@@ -242,7 +253,7 @@ def render_image(
             phash = _phash(rgb if fill == HASH_FILL else _to_rgb(decoded, HASH_FILL))
         else:
             phash = hash_image(data, max_pixels=max_pixels)[1]
-        out = _geometry(rgb, resolution, mode, fill)
+        out = _geometry(rgb, resolution, mode, fill, resampler)
         buf = io.BytesIO()
         out.save(buf, "JPEG", quality=quality, optimize=False, subsampling=0 if quality >= 90 else 2)
     except (OSError, ValueError) as err:  # a pixel-level failure after a good header

@@ -40,6 +40,9 @@ class RenderSpec(_Strict):
     mode: ImageMode = Field(default="pad", description="pad = resize-then-pad (paper); squash; expand2square.")
     fill: tuple[int, int, int] = Field(default=(127, 127, 127), description="Pad colour (SigLIP mean 0.5).")
     quality: int = Field(default=95, ge=1, le=100, description="JPEG quality of the rendered image.")
+    resampler: Literal["torch", "pillow"] = Field(
+        default="torch",
+        description="Bicubic resize kernel: torch (same bytes on every CPU, SIMD on x86 AVX2) or pillow.")
 
     @field_validator("fill")
     @classmethod

@@ -203,6 +203,7 @@ class ShardImage(BaseModel):
     mode: Literal["pad", "squash", "expand2square"]
     fill: tuple[int, int, int]
     resolution: int = Field(ge=1)
+    resampler: Literal["torch", "pillow"] = Field(default="torch", description="The resize kernel (recipe render).")
 
 
 class ShardRecord(BaseModel):

@@ -61,7 +61,7 @@ def _run_job(job: RenderJob) -> int:
         try:
             data = store.read(image)
             out = render_image(data, resolution=spec.resolution, mode=spec.mode, fill=tuple(spec.fill),
-                               quality=spec.quality)
+                               quality=spec.quality, resampler=spec.resampler)
         except ImageError as err:
             row["reason"], row["detail"] = err.reason, f"{image}: {err.detail}"
             rows.append(row)
@@ -76,6 +76,15 @@ def _run_job(job: RenderJob) -> int:
     with atomic_path(Path(job.out_path)) as tmp:
         pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row").write_parquet(tmp)
     return len(rows)
+
+
+def _one_thread_worker() -> None:
+    """Pool initializer: the pool already uses every core, so torch's resize must not add threads of its own."""
+    from imp_data.images import _torch
+
+    torch = _torch()
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _chunk_done(path: Path, ids: tuple[str, ...]) -> bool:
@@ -118,7 +127,7 @@ def render_selection(
         jobs.append(RenderJob(source, n, chunk_ids, tuple(images[start : start + CHUNK]), str(render_dir / "cache"),
                               str(out), render.model_dump(mode="json"), store_factory))
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_worker) as pool:
             for count in pool.map(_run_job, jobs):
                 if progress:
                     progress(count)

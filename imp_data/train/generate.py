@@ -48,7 +48,7 @@ def build_prompt(question: str, has_image: bool, template: str) -> str:
 
 
 def make_generate(model, tokenizer, template: str = "phi2", *, max_new_tokens: int = 128, batch_size: int = 8,
-                  image_mode: str = "pad", fill: Sequence[int] = (127, 127, 127),
+                  image_mode: str = "pad", fill: Sequence[int] = (127, 127, 127), resampler: str = "torch",
                   device: torch.device | str | None = None) -> Callable[[Sequence], list[str]]:
     """A function answering a list of items, in order, with greedy decoding.
 
@@ -58,7 +58,7 @@ def make_generate(model, tokenizer, template: str = "phi2", *, max_new_tokens: i
         template: "phi2" or "plain", as the model was trained.
         max_new_tokens: the answer's cap (LLaVA's loader default 128; EVAL §2.3).
         batch_size: items decoded together.
-        image_mode, fill: how the training mix rendered images (`imp_data.images.render_image`).
+        image_mode, fill, resampler: how the training mix rendered images (`imp_data.images.render_image`).
         device: where to run (default: where the model is).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -66,7 +66,8 @@ def make_generate(model, tokenizer, template: str = "phi2", *, max_new_tokens: i
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
 
     def pixels(data: bytes) -> torch.Tensor:
-        rendered = render_image(data, resolution=model.image_size, mode=image_mode, fill=tuple(fill))
+        rendered = render_image(data, resolution=model.image_size, mode=image_mode, fill=tuple(fill),
+                                resampler=resampler)
         return decode_pixels(rendered.jpeg)
 
     def answer_batch(items: Sequence) -> list[str]:
@@ -117,5 +118,6 @@ def load_generate(checkpoint: str | Path, *, device: torch.device | str | None =
     load_trainable(model, ckpt)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     render = meta.get("image") or {}
-    kwargs = {"image_mode": render.get("mode", "pad"), "fill": render.get("fill", (127, 127, 127)), **kwargs}
+    kwargs = {"image_mode": render.get("mode", "pad"), "fill": render.get("fill", (127, 127, 127)),
+              "resampler": render.get("resampler", "torch"), **kwargs}
     return make_generate(model.to(device), tokenizer, cfg.template, device=device, **kwargs)

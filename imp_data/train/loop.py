@@ -51,7 +51,7 @@ def mix_dir(cfg: RunConfig, data_root: Path) -> Path:
 
 
 def mix_render(path: Path) -> dict | None:
-    """How the mix rendered its images (mode, fill, resolution), from its first sample with an image;
+    """How the mix rendered its images (mode, fill, resolution, resampler), from its first sample with an image;
     kept in checkpoint meta so that evaluation renders benchmark images the same way."""
     index = pl.read_parquet(path / "index.parquet", columns=["shard_name", "json_offset", "json_size", "jpg_offset"])
     rows = index.filter(pl.col("jpg_offset").is_not_null()).head(1).to_dicts()
@@ -60,7 +60,7 @@ def mix_render(path: Path) -> dict | None:
     with open(path / "shards" / rows[0]["shard_name"], "rb") as f:
         f.seek(rows[0]["json_offset"])
         image = json.loads(f.read(rows[0]["json_size"]))["image"]
-    return {k: image[k] for k in ("mode", "fill", "resolution")}
+    return {k: image[k] for k in ("mode", "fill", "resolution", "resampler") if k in image}
 
 
 def build_tokenizer(cfg: RunConfig, data_root: Path, run_dir: Path):
