@@ -54,13 +54,24 @@ def reject_rate(ctx, mix: str) -> dict:
 
 
 def contamination_left(ctx, mix: str) -> dict:
-    """Benchmark-matching samples that the removal table does not drop (must be 0 when the policy drops)."""
+    """Benchmark-matching samples that made it into the plan, against the policy's limit.
+
+    Reads what is really in the mix (`plan.parquet`), not what the removal table intended, so a plan built
+    from stale removals, or a report-only policy with a limit, fails the check.
+    """
     spec = ctx.recipe.mixes[mix].decontaminate
     path = ctx.layout.mix(mix) / "contamination.parquet"
-    if not spec.benchmarks or not path.is_file():
-        return {"ok": True, "matched": 0, "left": 0, "policy": "off"}
-    matched = set(pl.read_parquet(path, columns=["id"])["id"].to_list())
-    removed = set(pl.read_parquet(ctx.layout.removals(mix), columns=["id"])["id"].to_list())
-    left = len(matched - removed)
-    return {"ok": left == 0 or not spec.drop, "matched": len(matched), "left": left,
-            "policy": "drop" if spec.drop else "report only"}
+    policy = "drop" if spec.drop else "report only"
+    limit = spec.remaining_limit()
+    if not spec.benchmarks:
+        return {"ok": True, "matched": 0, "left": 0, "limit": limit, "policy": "off", "examples": []}
+    if not path.is_file():
+        return {"ok": False, "matched": 0, "left": 0, "limit": limit, "policy": policy, "examples": [],
+                "problem": f"{path}: missing — the renders stage writes it; rerun it"}
+    found = pl.read_parquet(path, columns=["id", "benchmark", "image_name", "distance"])
+    planned = pl.read_parquet(ctx.layout.plan(mix), columns=["id"])
+    left = found.join(planned, on="id", how="semi").unique("id", keep="first").sort("id")
+    examples = [f"{r['id']} ~ {r['benchmark']} {r['image_name']} (distance {r['distance']})"
+                for r in left.head(10).to_dicts()]
+    return {"ok": limit is None or left.height <= limit, "matched": int(found["id"].n_unique()),
+            "left": left.height, "limit": limit, "policy": policy, "examples": examples}

@@ -107,9 +107,22 @@ class DedupSpec(_Strict):
 class DecontamSpec(_Strict):
     """Drop training images that match evaluation benchmark images."""
 
-    benchmarks: dict[str, str] = Field(default_factory=dict, description="benchmark name -> location.")
-    max_distance: int = Field(default=4, ge=0, le=32)
+    benchmarks: dict[str, str] = Field(
+        default_factory=dict,
+        description="benchmark name -> location: a folder laid out as LLaVA's playground/data/eval/<name> (read "
+        "by the eval job's adapter for that benchmark), or an image archive / glob of archives as published.")
+    max_distance: int = Field(default=4, ge=0, le=32, description="phash Hamming distance that counts as a match.")
     drop: bool = Field(default=True, description="False: report only.")
+    max_remaining: int | None = Field(
+        default=None, ge=0,
+        description="Matching samples the blocking check lets into the plan (default: 0 when drop, no limit when "
+        "report only).")
+
+    def remaining_limit(self) -> int | None:
+        """What the contamination check allows to remain in the mix (None = no limit)."""
+        if self.max_remaining is not None:
+            return self.max_remaining
+        return 0 if self.drop else None
 
 
 class MixSpec(_Strict):

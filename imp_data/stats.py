@@ -72,7 +72,9 @@ def compute_stats(ctx, mix: str) -> dict:
     per_source, problems = {}, []
     for source, share in spec.sources.items():
         counts = read_counts(layout.normalized(source))
-        dropped = {**_grouped(drops, source), **_grouped(removals, source)}
+        dropped = dict(_grouped(drops, source))
+        for reason, n in _grouped(removals, source).items():  # a reason in both tables adds up
+            dropped[reason] = dropped.get(reason, 0) + n
         rejected = dict(counts.rejected)
         for reason, n in _grouped(renders, source).items():
             rejected[reason] = rejected.get(reason, 0) + n

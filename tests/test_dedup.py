@@ -3,8 +3,7 @@ force finds â€” planted near duplicates at distance <= d all found, none above â
 hash sets, through its refinement and slicing paths; the policy (`imp_data.mix.dedup`) agrees with a
 plain all-pairs union-find reference, is independent of row order, and honours within/across sources,
 source priority, sha256 equality and text-only rows; decontamination matches real re-encoded images on
-small tables and runs before dedup; end to end, with the TextCaps rule off decontamination finds every
-TextCaps/TextVQA overlap, with it on none remain, and the removal table reconciles with stats and index.
+small tables and runs before dedup. End to end on the demo: tests/test_decontamination.py.
 
 Run: pytest tests/test_dedup.py
 """
@@ -19,7 +18,6 @@ import imagehash
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 from PIL import Image
 
 from imp_data.errors import ImpDataError
@@ -317,48 +315,3 @@ def test_decontamination_runs_before_dedup():
     off = SimpleNamespace(benchmarks={}, max_distance=4, drop=True)
     removed, found = plan_removals(train, None, SimpleNamespace(mode="off", max_distance=4, source_priority=[]), off)
     assert removed.height == 0 and found.height == 0
-
-
-# ---- end to end on the demo fixtures ------------------------------------------------------------
-
-
-def decontam_build(tmp_path, demo_root, textcaps_rule: bool):
-    from imp_data.build import BuildContext, build
-    from imp_data.recipe import parse_recipe
-    from tests.conftest import DEMO_RECIPE
-
-    recipe = yaml.safe_load(DEMO_RECIPE.read_text())
-    mix = recipe["mixes"]["demo_stage2"]
-    if not textcaps_rule:
-        mix["sources"]["llava_665k"]["drop"] = []
-    recipe["max_reject_rate"] = 1.0
-    data = tmp_path / ("on" if textcaps_rule else "off")
-    data.mkdir()
-    (data / "mirror").symlink_to(demo_root / "mirror", target_is_directory=True)
-    ctx = BuildContext(recipe=parse_recipe(recipe), data_root=data, progress=False)
-    return ctx, build(ctx, mixes=["demo_stage2"])["mixes"]["demo_stage2"]
-
-
-def test_decontamination_finds_textcaps_overlap_and_reconciles(demo_build, tmp_path):
-    demo_root, _ = demo_build
-    ctx, stats = decontam_build(tmp_path, demo_root, textcaps_rule=False)
-    normalized = pl.read_parquet(ctx.layout.normalized("llava_665k"))
-    textcaps = set(normalized.filter(pl.col("image").str.starts_with("textvqa/"))["id"])
-    found = pl.read_parquet(ctx.layout.mix("demo_stage2") / "contamination.parquet")
-    textvqa = found.filter(pl.col("benchmark") == "textvqa")
-    assert set(textvqa["id"]) == textcaps and set(textvqa["match"]) == {"exact"}
-    assert stats["contamination"]["benchmarks"]["textvqa"] == {"found": 3, "remaining": 0, "dropped": 3, "exact": 3}
-    assert stats["contamination"]["benchmarks"]["pope"]["found"] == 3  # re-encoded, resized, cropped COCO copies
-    # the removal table reconciles with stats and the shard index
-    removals = pl.read_parquet(ctx.layout.removals("demo_stage2"))
-    index = pl.read_parquet(ctx.layout.index("demo_stage2"))
-    assert set(removals["id"]).isdisjoint(set(index["id"]))
-    for source, entry in stats["sources"].items():
-        counted = {k: v for k, v in entry["dropped"].items() if k.startswith(("contaminated:", "duplicate_"))}
-        actual = dict(removals.filter(pl.col("source") == source).group_by("reason").len().rows())
-        assert counted == actual, source
-
-    ctx_on, stats_on = decontam_build(tmp_path, demo_root, textcaps_rule=True)
-    assert "textvqa" not in stats_on["contamination"]["benchmarks"]
-    assert stats_on["contamination"]["remaining"] == 0
-    assert "**0 contaminated samples remain in the shards.**" in ctx_on.layout.report("demo_stage2").read_text()

@@ -2,13 +2,20 @@
 contamination report.
 
 The policy itself (which sample goes, which copy stays) is `imp_data.mix.dedup.plan_removals`; this
-module lists and hashes the recipe's benchmark image sets (a folder, an archive, or a glob of archives)
-and joins the rendered hashes to the selection.
+module lists and hashes the recipe's benchmark image sets and joins the rendered hashes to the selection.
+A benchmark the eval job knows, at a folder laid out as LLaVA's `playground/data/eval/<name>`, is read by
+the eval job's own split loaders (`imp_data.eval.splits`), and its images are the ones its questions ask
+about (MMBench's base64 images inside its TSVs included) — not every file of the image download: POPE
+asks about 500 COCO val2014 images, and all of val2014 would also match the ~35K val2014 images COCO 2017
+moved into train2017, which LLaVA's mix trains on. Any other location — an image archive or glob of
+archive chunks as published (TextVQA's `train_val_images.zip`), or a folder of images without question
+files — is listed file by file.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 from pathlib import Path
 
@@ -21,9 +28,43 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def list_benchmark_images(location: Path):
-    """(name, bytes) of every image in a folder, an archive, or a glob of archives."""
+def asked_images(name: str, root: Path):
+    """(image name, bytes) of the images benchmark `name`'s eval splits under `root` ask about, each once, read
+    by the eval job's loaders; nothing when `root` holds none of its question files."""
+    from imp_data.eval.splits import SPLITS
+
+    seen: set[str] = set()
+    for split in SPLITS.values():
+        if split.benchmark != name or not (root / split.question_file).is_file():
+            continue
+        for item in split.load(root):
+            try:
+                data = item.image_jpeg
+            except OSError as err:
+                raise ImpDataError(f"{root}: {split.key} question {item.qid} names an image that cannot be read "
+                                   f"({err}) — complete the benchmark download") from None
+            if data is None:
+                continue
+            digest = hashlib.sha1(data).hexdigest()  # MMBench's circular copies share one image
+            if digest not in seen:
+                seen.add(digest)
+                where = item.image_path.relative_to(root) if item.image_path else f"{split.question_file}#{item.qid}"
+                yield str(where), data
+
+
+def list_benchmark_images(location: Path, name: str | None = None):
+    """(image name, bytes) of every image of one benchmark set: the images its questions ask about when
+    `location` is a folder in the eval layout of benchmark `name`, else every image file of the folder,
+    archive or glob of archives."""
     from imp_data.fetch.archives import Archive, is_archive
+
+    if name is not None and location.is_dir():
+        listed = False
+        for entry in asked_images(name, location):
+            listed = True
+            yield entry
+        if listed:
+            return
 
     paths = [Path(p) for p in sorted(glob.glob(str(location)))] if any(c in str(location) for c in "*?[") else [location]
     if not paths or not any(p.exists() for p in paths):
@@ -35,9 +76,9 @@ def list_benchmark_images(location: Path):
                     yield str(f.relative_to(path)), f.read_bytes()
         elif is_archive(path):
             archive = Archive(path)
-            for name in sorted(archive.names()):
-                if name.lower().endswith(IMAGE_SUFFIXES):
-                    yield name, archive.read(name)
+            for member in sorted(archive.names()):
+                if member.lower().endswith(IMAGE_SUFFIXES):
+                    yield member, archive.read(member)
 
 
 def benchmark_hashes(name: str, location: Path) -> pl.DataFrame:
@@ -45,7 +86,7 @@ def benchmark_hashes(name: str, location: Path) -> pl.DataFrame:
     from imp_data.images import hash_image
 
     rows = []
-    for image_name, data in list_benchmark_images(location):
+    for image_name, data in list_benchmark_images(location, name):
         try:
             sha, phash = hash_image(data)
         except ImageError as err:  # it cannot contaminate anything, but say so: nothing is skipped silently
@@ -56,9 +97,21 @@ def benchmark_hashes(name: str, location: Path) -> pl.DataFrame:
                                       "phash": pl.String})
 
 
+def benchmark_location(ctx, name: str, location: str) -> Path:
+    """A benchmark image set on disk: a local path read in place (relative to the data root), or a URL / Hub
+    location fetched once into `DATA/raw/benchmarks/<name>/` (completion marker, resumable)."""
+    from imp_data.build import local_location
+    from imp_data.fetch.locations import resolve_location
+
+    local = local_location(location, ctx.data_root)
+    if local is not None:
+        return local
+    return resolve_location(location, ctx.data_root, files=None, cache_dir=ctx.layout.root / "raw" / "benchmarks" / name,
+                            progress=ctx.progress)
+
+
 def removals_for_mix(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFrame) -> pl.DataFrame:
     """Contamination (reported to contamination.parquet, dropped per policy), then dedup of the rest."""
-    from imp_data.build import local_location
     from imp_data.io import atomic_path
 
     spec = ctx.recipe.mixes[mix]
@@ -66,7 +119,7 @@ def removals_for_mix(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFram
              .join(selected.select("id", "source", "source_id"), on="id"))
     bench = None
     if spec.decontaminate.benchmarks:
-        bench = pl.concat([benchmark_hashes(name, local_location(loc, ctx.data_root))
+        bench = pl.concat([benchmark_hashes(name, benchmark_location(ctx, name, loc))
                            for name, loc in sorted(spec.decontaminate.benchmarks.items())])
     removed, contamination = plan_removals(frame, bench, spec.dedup, spec.decontaminate)
     with atomic_path(ctx.layout.mix(mix) / "contamination.parquet") as tmp:
