@@ -114,6 +114,8 @@ def write_all(out: Path, fraction: float = 1.0, seed: int = 0) -> dict:
         (qdir / f"{i}.png.json").write_text(json.dumps({"imageName": f"{i}.png", "questions": {
             "What is A?": {"abcLabel": True, "answerTexts": ["a", "b", "c", "d"], "correctAnswer": 1, "questionId": f"{i}.png-0"},
             "What is B?": {"abcLabel": True, "answerTexts": ["a", "b", "c", "d"], "correctAnswer": 2, "questionId": f"{i}.png-1"}}}))
+    # imp_1m excludes AI2D's test questions through this list (Qwen-VL's ~3K test ids): the last 20%
+    (out / "ai2d" / "ai2d_test_ids.txt").write_text("".join(f"{i}.png\n" for i in range(c["ai2d"] * 4 // 5, c["ai2d"])))
     written["ai2d"] = c["ai2d"]
 
     written["sharegpt4v"] = _dump_list(out / "sharegpt4v" / "sharegpt4v_instruct_gpt4-vision_cap100k.json", (
