@@ -16,7 +16,9 @@ official annotations, from `ROOT/<benchmark>/` laid out as LLaVA's `playground/d
 
 The model sees `EvalItem.prompt` = "<image>\\n" + the question text, exactly as LLaVA's generation modules
 build it; the answer file records `logged_prompt` and `question_id` as those modules do (EVAL §2.4).
-`list_images(name, root)` lists a benchmark's image files (name, bytes) for decontamination.
+The lmms-lab Hub parquet copies of the same benchmarks are read into the same items by `imp_data.eval.lmms`.
+`list_images(name, root)` lists a benchmark's images (name, bytes) for decontamination: the image files of
+this layout and the images embedded in lmms-lab parquet files, whichever are under `root`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imp_data.errors import ImpDataError, SourceFormatError
+from imp_data.eval.lmms_parquet import list_parquet_images
 
 SHORT = "Answer the question using a single word or phrase."
 LETTER = "Answer with the option's letter from the given choices directly."
@@ -55,11 +58,15 @@ class EvalItem:
     meta: dict = field(default_factory=dict)
     question_id: int | str | None = None  # as the question file spells it (the answer line's key); default qid
     logged_prompt: str | None = None  # the answer line's `prompt`; default: `prompt` without "<image>\n"
+    # reads the encoded image on demand (an lmms-lab parquet row), so a split need not hold all its images
+    image_loader: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_jpeg(self) -> bytes | None:  # the generate() interface: encoded image bytes
         if self.image_bytes is not None:
             return self.image_bytes
+        if self.image_loader is not None:
+            return self.image_loader()
         return self.image_path.read_bytes() if self.image_path else None
 
 
@@ -278,19 +285,31 @@ def read_mmbench_tsv(path: Path) -> list[tuple[str, dict]]:
     return out
 
 
+def mmbench_question(row: dict) -> tuple[str, list]:
+    """model_vqa_mmbench's question (EVAL §11): hint, question, options A-D up to the first missing one.
+
+    Returns:
+        (question text without "<image>", the options).
+
+    Example:
+        >>> mmbench_question({"question": "Q?", "hint": "nan", "A": "x", "B": "y", "C": "none", "D": "w"})
+        ('Q?\\nA. x\\nB. y', ['x', 'y'])
+    """
+    options = []
+    for letter in "ABCD":
+        if is_missing(row.get(letter)):
+            break
+        options.append(row[letter])
+    question = row["question"]
+    if not is_missing(row.get("hint")):
+        question = row["hint"] + "\n" + question
+    return question + "".join(f"\n{chr(65 + i)}. {opt}" for i, opt in enumerate(options)), options
+
+
 def _mmbench(root: Path, tsv: str, single_pred_prompt: bool) -> list[EvalItem]:
-    """model_vqa_mmbench's question (EVAL §11): hint, question, options A-D up to the first missing one."""
     items = []
     for where, row in read_mmbench_tsv(root / tsv):
-        options = []
-        for letter in "ABCD":
-            if is_missing(row.get(letter)):
-                break
-            options.append(row[letter])
-        question = row["question"]
-        if not is_missing(row.get("hint")):
-            question = row["hint"] + "\n" + question
-        question += "".join(f"\n{chr(65 + i)}. {opt}" for i, opt in enumerate(options))
+        question, options = mmbench_question(row)
         prompt = "<image>\n" + question + (f"\n{LETTER}" if single_pred_prompt else "")
         try:
             index, image = int(row["index"]), base64.b64decode(row["image"])
@@ -365,14 +384,19 @@ def load_benchmark(name: str, root: Path) -> list[EvalItem]:
 
 
 def list_images(name: str, root: Path) -> Iterator[tuple[str, bytes]]:
-    """Every image of a benchmark's image sets, all splits (for decontamination); names relative to `root`."""
+    """Every image of a benchmark's image sets, all splits (for decontamination); names relative to `root`.
+
+    The LLaVA layout's image files (MMBench: the TSVs' base64 images, `<tsv>#<index>`), then the images
+    embedded in any lmms-lab parquet file under `root` (`<parquet file>#<row>`, all configs and splits).
+    """
     root = Path(root)
     if name == "mmbench":
         for tsv in sorted(root.glob("mmbench_*.tsv")):
             for where, row in read_mmbench_tsv(tsv):
                 yield f"{tsv.name}#{row['index']}", base64.b64decode(row["image"])
-        return
-    for folder in IMAGE_DIRS[name]:
-        for path in sorted((root / folder).rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                yield str(path.relative_to(root)), path.read_bytes()
+    else:
+        for folder in IMAGE_DIRS[name]:
+            for path in sorted((root / folder).rglob("*")):
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    yield str(path.relative_to(root)), path.read_bytes()
+    yield from list_parquet_images(root)

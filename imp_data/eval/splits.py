@@ -1,9 +1,13 @@
 """The benchmark splits the eval job knows: how each is loaded, decoded, and scored or submitted.
 
-One `Split` per (benchmark, split). A split is found by its question file under `ROOT/<benchmark>/`, so the
-job runs whatever is laid out. Server-scored splits (VQAv2 test-dev, VizWiz test, MMBench test) produce the
-upload file instead of a number; MMBench dev is scored here and converted for the server as well, since the
-paper's MMB number is the server's (EVAL §11, §14).
+One `Split` per (benchmark, split). A split is found under `ROOT/<benchmark>/` by its LLaVA question file
+(`imp_data.eval.benchmarks`) or, for the splits lmms-lab publishes on the Hugging Face Hub, by that repo's
+parquet files as `huggingface_hub.snapshot_download` writes them (`imp_data.eval.lmms.LAYOUTS`), so the job
+runs whatever is laid out. When a folder holds both layouts of a split, the LLaVA one is read: it is the
+reference the numbers are defined on (EVAL §2.1). Server-scored splits (VQAv2 test-dev, VizWiz test, MMBench
+test) produce the upload file instead of a number; MMBench dev is scored here and converted for the server as
+well, since the paper's MMB number is the server's (EVAL §11, §14); from an lmms-lab copy, which has no TSV to
+copy the upload's columns from, it is only scored.
 
 Decoding follows LLaVA (EVAL §2.3): greedy, `max_new_tokens` 128 for the `model_vqa_loader` benchmarks and
 1024 for ScienceQA (`model_vqa_science`) and MMBench (`model_vqa_mmbench`); the answer ends at the
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from imp_data.errors import ImpDataError
 from imp_data.eval import benchmarks as b
+from imp_data.eval import lmms
 from imp_data.eval import submission as s
 
 STOP_STRINGS = {"phi2": "</s>", "plain": "\n"}  # conv.sep2 for phi2/vicuna_v1, conv.sep for plain (TRAINING §3.1)
@@ -27,17 +32,27 @@ LOADER_TOKENS, LONG_TOKENS = 128, 1024
 
 @dataclass(frozen=True)
 class Split:
-    """One benchmark split. `submit(answers_jsonl, root, dst_dir) -> stats` writes its server upload."""
+    """One benchmark split. `submit(answers_jsonl, root, dst_dir) -> stats` writes its server upload (None
+    when its layout has nothing to build one from)."""
 
     key: str  # metrics.json key and answer-file name
     benchmark: str  # the Table 3 column
     split: str
-    question_file: str  # its presence under ROOT/<benchmark>/ selects the split
+    question_file: str  # its presence under ROOT/<benchmark>/ selects the split (or lmms.LAYOUTS[key]'s files)
     max_new_tokens: int
     server: str | None = None  # who scores it, when not scored here
-    submit: Callable[[Path, Path, Path], dict] | None = None
+    submit: Callable[[Path, Path, Path], dict | None] | None = None
+
+    def layout(self, folder: Path) -> str | None:
+        """"llava" when the question file is in `folder`, else "lmms-lab" when lmms-lab's files are, else None."""
+        if (Path(folder) / self.question_file).is_file():
+            return "llava"
+        return "lmms-lab" if lmms.has_layout(self.key, folder) else None
 
     def load(self, root: Path) -> list[b.EvalItem]:
+        """The items, from the layout `layout` picks (LLaVA's when neither is there: its error names the file)."""
+        if self.layout(root) == "lmms-lab":
+            return lmms.load_lmms(self.key, root)
         return b.load_benchmark(self.key, root)
 
 
@@ -47,6 +62,12 @@ def _vqav2(answers: Path, root: Path, out: Path) -> dict:
         raise ImpDataError(f"{test2015}: missing — the VQAv2 upload covers the full test2015 question list "
                            "(EVAL §3.1)")
     return s.write_vqav2_upload(answers, test2015, out / "vqav2_testdev.json")
+
+
+def _mmbench_dev(answers: Path, root: Path, out: Path) -> dict | None:
+    """The dev upload copies the TSV's columns; from an lmms-lab copy (no TSV) there is none: dev is scored here."""
+    tsv = root / "mmbench_dev_20230712.tsv"
+    return s.write_mmbench_upload(answers, tsv, out / "mmbench_dev.xlsx") if tsv.is_file() else None
 
 
 SPLITS: dict[str, Split] = {sp.key: sp for sp in (
@@ -61,8 +82,7 @@ SPLITS: dict[str, Split] = {sp.key: sp for sp in (
     Split("textvqa", "textvqa", "val", "llava_textvqa_val_v051_ocr.jsonl", LOADER_TOKENS),
     Split("pope", "pope", "test", "llava_pope_test.jsonl", LOADER_TOKENS),
     Split("mme", "mme", "perception", "llava_mme.jsonl", LOADER_TOKENS),
-    Split("mmbench", "mmbench", "dev", "mmbench_dev_20230712.tsv", LONG_TOKENS, None,
-          lambda a, root, out: s.write_mmbench_upload(a, root / "mmbench_dev_20230712.tsv", out / "mmbench_dev.xlsx")),
+    Split("mmbench", "mmbench", "dev", "mmbench_dev_20230712.tsv", LONG_TOKENS, None, _mmbench_dev),
     Split("mmbench_test", "mmbench", "test", "mmbench_test_20230712.tsv", LONG_TOKENS, "OpenCompass MMBench server",
           lambda a, root, out: s.write_mmbench_upload(a, root / "mmbench_test_20230712.tsv",
                                                       out / "mmbench_test.xlsx")),
@@ -77,7 +97,7 @@ def get_split(key: str) -> Split:
 
 
 def find_splits(bench_root: Path, only: list[str] | None = None) -> dict[str, Path]:
-    """{split key: benchmark folder} for every split whose question file is under `bench_root/<benchmark>/`.
+    """{split key: benchmark folder} for every split laid out under `bench_root/<benchmark>/` (`Split.layout`).
 
     Args:
         only: split keys or benchmark names to keep (default all).
@@ -94,10 +114,13 @@ def find_splits(bench_root: Path, only: list[str] | None = None) -> dict[str, Pa
         if not folder.is_dir():
             continue
         splits = [sp for sp in SPLITS.values() if sp.benchmark == name]
-        present = [sp for sp in splits if (folder / sp.question_file).is_file()]
+        present = [sp for sp in splits if sp.layout(folder)]
         if not present:
-            raise ImpDataError(f"{folder}: none of {', '.join(sp.question_file for sp in splits)} — lay it out as "
-                               "LLaVA's playground/data/eval")
+            hub = [p for sp in splits for p in lmms.LAYOUTS.get(sp.key, ())]
+            raise ImpDataError(f"{folder}: none of {', '.join(sp.question_file for sp in splits)}"
+                               + (f", nor lmms-lab's {', '.join(hub)}" if hub else "")
+                               + " — lay it out as LLaVA's playground/data/eval"
+                               + (" or snapshot_download the lmms-lab dataset repo into it" if hub else ""))
         found.update({sp.key: folder for sp in present if not wanted or {sp.key, name} & wanted})
     if not found:
         raise ImpDataError(f"{bench_root}: no benchmark folders ({', '.join(BENCHMARKS)})"
