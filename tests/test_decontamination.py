@@ -120,8 +120,7 @@ def test_eval_layout_lists_the_images_its_questions_ask_about(tmp_path):
     roots = write_benchmark_fixtures(tmp_path / "eval")
     header, first = (roots["mmbench"] / "mmbench_dev_20230712.tsv").read_text().splitlines()[:2]
     first_image = base64.b64decode(first.split("\t")[header.split("\t").index("image")])
-    assert [n for n, _ in list_benchmark_images(roots["mmbench"], "mmbench")] == [
-        "mmbench_dev_20230712.tsv#0", "mmbench_dev_20230712.tsv#1"]
+    assert [n for n, _ in list_benchmark_images(roots["mmbench"], "mmbench")] == ["mmbench#0", "mmbench#1"]
     assert hash_image(first_image)[0] in set(benchmark_hashes("mmbench", roots["mmbench"])["sha256"])
 
     asked = {json.loads(line)["image"] for line in (roots["pope"] / "llava_pope_test.jsonl").read_text().splitlines()}
@@ -131,6 +130,15 @@ def test_eval_layout_lists_the_images_its_questions_ask_about(tmp_path):
     (roots["pope"] / "val2014" / sorted(asked)[0]).unlink()
     with pytest.raises(ImpDataError, match="names an image that cannot be read"):
         list(list_benchmark_images(roots["pope"], "pope"))
+
+
+def test_lmms_lab_parquet_copies_are_read_by_the_same_loaders(tmp_path):
+    from imp_data.eval.lmms_fixtures import write_lmms_fixtures
+
+    roots = write_lmms_fixtures(tmp_path / "lmms")
+    pope = list(list_benchmark_images(roots["pope"], "pope"))
+    assert pope and all(n.startswith("pope#") for n, _ in pope)
+    assert len({hash_image(d)[0] for _, d in pope}) == len(pope), "each image once"
 
 
 def test_published_archive_and_plain_folder_locations(tmp_path):

@@ -30,12 +30,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".ti
 
 def asked_images(name: str, root: Path):
     """(image name, bytes) of the images benchmark `name`'s eval splits under `root` ask about, each once, read
-    by the eval job's loaders; nothing when `root` holds none of its question files."""
+    by the eval job's loaders (LLaVA's layout or lmms-lab's parquet copy); nothing when `root` holds neither."""
     from imp_data.eval.splits import SPLITS
 
     seen: set[str] = set()
     for split in SPLITS.values():
-        if split.benchmark != name or not (root / split.question_file).is_file():
+        if split.benchmark != name or split.layout(root) is None:  # LLaVA's question file or lmms-lab's parquet
             continue
         for item in split.load(root):
             try:
@@ -48,7 +48,7 @@ def asked_images(name: str, root: Path):
             digest = hashlib.sha1(data).hexdigest()  # MMBench's circular copies share one image
             if digest not in seen:
                 seen.add(digest)
-                where = item.image_path.relative_to(root) if item.image_path else f"{split.question_file}#{item.qid}"
+                where = item.image_path.relative_to(root) if item.image_path else f"{split.key}#{item.qid}"
                 yield str(where), data
 
 
