@@ -1,28 +1,25 @@
-"""Loopback test servers, and the guard that keeps every fetch test off the internet.
+"""Loopback test servers: HTTP on 127.0.0.1 that logs what clients did (the Hub and image servers build on it).
 
 Servers bind 127.0.0.1 on a port the OS picks and serve from a daemon thread. Each records the requests
 it saw (method, path, headers) so a test asserts what a client really did: a `Range` header on a resumed
-download, no GET at all on a rerun. `no_external_network` (import it into a test module to make it autouse
-there) fails any test that resolves or connects to a non-loopback address, so a misrouted client is a test
-failure rather than a silent trip to the internet.
+download, no GET at all on a rerun. The network guard that fails any test (or subprocess) reaching past
+loopback lives in tests/netguard/ and is autouse for every test from tests/conftest.py; it is re-exported
+here (`NetworkGuard`, `no_external_network`) for the modules that import it from this package.
 
 Use:
-    from tests.servers import no_external_network  # noqa: F401  (autouse in the importing module)
     with ImageServer() as server: ...
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
-
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+from tests.conftest import no_external_network  # noqa: F401 - re-exported: already autouse for every test
+from netguard import NetworkGuard  # noqa: E402, F401 - re-exported; tests.conftest put it on sys.path
 
 
 @dataclass
@@ -159,78 +156,3 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     def send_status(self, status: int, text: str = "", headers: dict[str, str] | None = None) -> None:
         self.send_bytes(text.encode(), status=status, content_type="text/plain; charset=utf-8", headers=headers)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# network guard
-
-
-def _is_loopback(host) -> bool:
-    if host is None:
-        return True
-    if isinstance(host, bytes):
-        host = host.decode()
-    host = str(host).strip("[]").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-class NetworkGuard:
-    """Refuse (and remember) any DNS lookup or connection to a non-loopback address while active.
-
-    The refusal is an OSError, which code under test may swallow as a connection failure; the recorded
-    `violations` are what makes the test fail (see `no_external_network`).
-    """
-
-    def __init__(self) -> None:
-        self.violations: list[str] = []
-        self._saved: list[tuple[object, str, object]] = []
-
-    def _refuse(self, what: str) -> OSError:
-        self.violations.append(what)
-        return ConnectionRefusedError(f"test network guard: non-loopback access refused ({what})")
-
-    def __enter__(self) -> NetworkGuard:
-        guard = self
-        real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-        real_getaddrinfo = socket.getaddrinfo
-
-        def check(sock, address) -> None:
-            if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
-                raise guard._refuse(f"connect {address[0]}:{address[1]}")
-
-        def connect(sock, address):
-            check(sock, address)
-            return real_connect(sock, address)
-
-        def connect_ex(sock, address):
-            check(sock, address)
-            return real_connect_ex(sock, address)
-
-        def getaddrinfo(host, *args, **kwargs):
-            if not _is_loopback(host):
-                raise socket.gaierror(socket.EAI_NONAME, str(guard._refuse(f"resolve {host}")))
-            return real_getaddrinfo(host, *args, **kwargs)
-
-        for owner, name, new in ((socket.socket, "connect", connect), (socket.socket, "connect_ex", connect_ex),
-                                 (socket, "getaddrinfo", getaddrinfo)):
-            self._saved.append((owner, name, getattr(owner, name)))
-            setattr(owner, name, new)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for owner, name, old in reversed(self._saved):
-            setattr(owner, name, old)
-        self._saved.clear()
-
-
-@pytest.fixture(autouse=True)
-def no_external_network():
-    """Autouse wherever imported: the test fails if anything touched a non-loopback address."""
-    with NetworkGuard() as guard:
-        yield guard
-    assert not guard.violations, f"test reached for the network beyond 127.0.0.1: {guard.violations}"
