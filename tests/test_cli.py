@@ -1,6 +1,7 @@
 """The command line as a user meets it: `--help` lists every command; `fixtures` + `build --until
-normalized` prints a balanced reconciliation table and writes parquet that `validate` accepts; bad
-input is one line naming file and record (exit 1), never a traceback.
+normalized` prints a balanced reconciliation table and writes parquet that `validate` accepts; `--sources`
+builds only the named sources; bad input is one line naming file and record (exit 1), never a traceback;
+`validate` refuses (exit 1) a file it does not know instead of calling it OK.
 
 Run: pytest tests/test_cli.py
 """
@@ -11,16 +12,18 @@ import json
 import subprocess
 import sys
 
+import polars as pl
 import pytest
 
-from tests.conftest import DEMO_RECIPE
+from imp_data.recipe import load_recipe
+from tests.conftest import DEMO_RECIPE, ROOT, guarded_env
 
 COMMANDS = ["fixtures", "build", "validate", "stats", "export-llava", "publish", "schemas", "train", "eval", "demo"]
 
 
 def imp(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "imp_data.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300, env={"IMP_DATA_PROGRESS": "0", "PATH": "/usr/bin:/bin"})
+                          cwd=cwd, timeout=300, env=guarded_env({"IMP_DATA_PROGRESS": "0", "PATH": "/usr/bin:/bin"}))
 
 
 def test_help_lists_commands():
@@ -53,6 +56,21 @@ def test_until_normalized_balances_and_validates(normalized):
     assert check.returncode == 0, check.stdout
 
 
+def test_sources_builds_only_the_named_source(normalized, tmp_path):
+    data, _ = normalized
+    subprocess.run(["cp", "-r", str(data / "mirror"), str(tmp_path / "mirror")], check=True)
+    out = imp("build", DEMO_RECIPE, "--data-root", tmp_path, "--sources", "dvqa", "--until", "normalized")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("demo_stage")]
+    assert [row[:2] for row in rows] == [["demo_stage2", "dvqa"]], out.stdout
+    assert sorted(p.name for p in (tmp_path / "normalized").glob("*.parquet")) == ["dvqa.parquet"]
+    assert sorted(p.name for p in (tmp_path / "rejects").iterdir()) == ["dvqa.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "normalized", "rejects"]  # no raw/, no mixes/
+    built = pl.read_parquet(tmp_path / "normalized" / "dvqa.parquet")
+    assert built.height > 0 and set(built["source"]) == {"dvqa"}
+    assert built.equals(pl.read_parquet(data / "normalized" / "dvqa.parquet"))  # same as in the full build
+
+
 def _broken_build(data, tmp_path, edit) -> subprocess.CompletedProcess:
     target = tmp_path / "d"
     (target / "mirror").parent.mkdir(parents=True, exist_ok=True)
@@ -81,9 +99,11 @@ def test_bad_input_is_one_line(normalized, tmp_path, edit, message):
 
 def test_unknown_source_and_missing_field(normalized, tmp_path):
     data, _ = normalized
-    out = imp("build", DEMO_RECIPE, "--data-root", data, "--sources", "nope")
-    assert out.returncode == 1 and "unknown source 'nope'" in out.stderr and "llava_665k" in out.stderr
-    assert "Traceback" not in out.stderr
+    out = imp("build", DEMO_RECIPE, "--data-root", data, "--sources", "dvqa,nope")
+    assert out.returncode == 1 and "unknown source 'nope'" in out.stderr, out.stderr
+    valid = ", ".join(load_recipe(DEMO_RECIPE).sources)
+    assert f"the recipe declares: {valid}" in out.stderr and valid.count(",") == 9, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
     def drop_field(mirror):
         records = json.loads((mirror / "dvqa/train_qa.json").read_text())
@@ -92,8 +112,6 @@ def test_unknown_source_and_missing_field(normalized, tmp_path):
 
     out = _broken_build(data, tmp_path, drop_field)
     assert out.returncode == 0, out.stderr
-    import polars as pl
-
     rejects = pl.read_parquet(tmp_path / "d" / "rejects" / "dvqa.parquet")
     row = rejects.filter(pl.col("reason") == "missing_field").row(0, named=True)
     assert row["source_id"] == "120000000" and "train_qa.json record 1" in row["detail"]
@@ -120,3 +138,34 @@ def test_validate_and_stats_on_a_built_mix(demo_build, tmp_path):
     assert "sha256 differs from the index" in out.stdout
     assert "conversationz" in out.stdout or "Extra inputs" in out.stdout
     assert "corrupt or truncated tar" in out.stdout or "member keys differ" in out.stdout
+
+
+def test_validate_refuses_what_it_does_not_know(demo_build, tmp_path):
+    root, _ = demo_build
+    mix = root / "mixes" / "demo_stage2"
+    pl.DataFrame({"a": [1], "b": ["x"]}).write_parquet(tmp_path / "foreign.parquet")
+    (tmp_path / "garbage.parquet").write_bytes(b"not parquet")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hi")
+    cases = {
+        tmp_path / "foreign.parquet": "foreign.parquet: unknown parquet table (columns: a, b)",
+        tmp_path / "garbage.parquet": "garbage.parquet: not a readable parquet file",
+        mix / "selected.parquet": "selected.parquet: unknown parquet table (columns: id, source, source_id",
+        tmp_path / "notes": "notes: nothing to validate in this directory",
+        ROOT / "pyproject.toml": "pyproject.toml: don't know how to validate this kind of file",
+    }
+    for path, message in cases.items():
+        out = imp("validate", path)
+        assert out.returncode == 1 and message in out.stdout and "OK" not in out.stdout, (path, out.stdout)
+    # our tables are told by their columns: a mix's index (checked with its shards), plan, drops; recipes of both
+    # kinds, and a folder of mix directories, are checked rather than waved through
+    known = [mix / "index.parquet", mix / "plan.parquet", mix / "drops.parquet", root / "mixes",
+             ROOT / "manifests", ROOT / "manifests" / "runs"]
+    out = imp("validate", *known)
+    assert out.returncode == 0 and out.stdout.strip() == f"{len(known)} path(s) checked: OK", out.stdout
+    bad = tmp_path / "bad_plan.parquet"
+    plan = pl.read_parquet(mix / "plan.parquet")
+    plan.with_columns(pl.when(pl.col("position") == 0).then(pl.lit("/etc/passwd")).otherwise(pl.col("image"))
+                      .alias("image")).write_parquet(bad)
+    out = imp("validate", bad)
+    assert out.returncode == 1 and "row 0" in out.stdout and "is absolute" in out.stdout, out.stdout
