@@ -7,16 +7,20 @@ or emit a `Reject`. `schemas/*.schema.json` are generated from these models (`im
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IMAGE_TOKEN = "<image>"
 SOURCE_NAME_RE = r"^[a-z][a-z0-9_]*$"
 REASON_RE = r"^[a-z][a-z0-9_]*(:[A-Za-z0-9_.\-]+)?$"
 
 Role = Literal["human", "gpt"]
+# Meta travels as JSON (parquet string column, shard KEY.json): anything but plain JSON values is refused,
+# NaN/inf included (json.dumps would write them as non-standard tokens). The rule lives below with the others.
+Meta = Annotated[dict[str, Any], AfterValidator(lambda meta: _json_meta(meta))]
 Stage = Literal["fetch", "normalize", "select", "dedup", "decontaminate", "render", "write"]
 
 
@@ -52,7 +56,7 @@ class Sample(BaseModel):
         description="Image path relative to the source's raw root, archive member, or URL; null = text-only.",
     )
     conversations: list[Turn] = Field(min_length=2, description="Alternating human/gpt turns, human first.")
-    meta: dict[str, Any] = Field(default_factory=dict, description="Small JSON-serialisable source extras.")
+    meta: Meta = Field(default_factory=dict, description="Small JSON-serialisable source extras.")
 
     @field_validator("image")
     @classmethod
@@ -96,6 +100,37 @@ def image_path_problem(image: str | None) -> str | None:
     if ".." in _SEP_RE.split(image):
         return f"image path {image!r} contains '..'"
     return None
+
+
+def meta_problem(meta: Any, where: str = "meta") -> str | None:
+    """Why `meta` is not plain JSON (None when it is): names the first offending key path and value type.
+
+    Example:
+        >>> meta_problem({"split": "train", "qid": [1, 2]}) is None
+        True
+        >>> meta_problem({"x": {"y": float("nan")}})
+        "meta['x']['y'] is not JSON-serialisable (float nan)"
+    """
+    if isinstance(meta, dict):
+        for key, value in meta.items():
+            if not isinstance(key, str):
+                return f"{where} key {key!r} is not a string (JSON object keys are strings)"
+            if problem := meta_problem(value, f"{where}[{key!r}]"):
+                return problem
+        return None
+    if isinstance(meta, (list, tuple)):
+        return next((p for i, v in enumerate(meta) if (p := meta_problem(v, f"{where}[{i}]"))), None)
+    if meta is None or isinstance(meta, (str, bool, int)):
+        return None
+    if isinstance(meta, float):
+        return None if math.isfinite(meta) else f"{where} is not JSON-serialisable (float {meta})"
+    return f"{where} is not JSON-serialisable ({type(meta).__name__} {meta!r:.60})"
+
+
+def _json_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    if problem := meta_problem(meta):
+        raise ValueError(problem)
+    return meta
 
 
 def conversation_problems(
@@ -216,7 +251,7 @@ class ShardRecord(BaseModel):
     source: str
     source_id: str
     conversations: list[Turn]
-    meta: dict[str, Any] = Field(default_factory=dict)
+    meta: Meta = Field(default_factory=dict)
     mix: str = Field(description="The mix this shard belongs to.")
     location: str = Field(description="The source's location (with revision) in the recipe: lineage.")
     image: ShardImage | None
