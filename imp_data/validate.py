@@ -1,7 +1,9 @@
 """`imp-data validate`: recipes, parquet tables and shards checked against the schema models.
 
 Users' CI runs this on their recipes and outputs. Every problem is one line naming the file and the
-record; checking goes on after the first problem so one run lists them all (up to a cap).
+record; checking goes on after the first problem so one run lists them all (up to a cap). A file or folder
+holding nothing we know how to check is a problem too, never a silent OK: parquet tables are told apart by
+their columns (`table_kind`), and a mix's other tables are checked through its directory.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import io
 from pathlib import Path
 
 import polars as pl
+import yaml
 from PIL import Image
 from pydantic import ValidationError
 
@@ -100,33 +103,81 @@ def validate_mix_dir(path: Path, limit: int) -> list[str]:
     return problems
 
 
+def validate_recipe(path: Path) -> list[str]:
+    """A mix recipe (manifests/*.yaml) or a run recipe (manifests/runs/*.yaml: top-level `stage`, no `sources`)."""
+    from imp_data.train.config import load_run
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        raw = None  # load_recipe reports it with the YAML position
+    is_run = isinstance(raw, dict) and "stage" in raw and "sources" not in raw
+    try:
+        (load_run if is_run else load_recipe)(path)
+        return []
+    except ImpDataError as err:
+        return [str(err)]
+
+
+KNOWN = "recipe (.yaml), shard (.tar), mix directory, or parquet table of normalized samples, rejects or a mix index"
+
+
+def table_kind(path: Path) -> str | None:
+    """Which of our parquet tables `path` is, told by its columns (and, for an index, its mix directory).
+
+    `normalized` covers normalized/<source>.parquet and a mix's plan.parquet (both hold whole samples);
+    `rejects` covers rejects/<source>.parquet and a mix's rejects/drops/removals; `index` is a mix's
+    index.parquet, which is only meaningful checked against its shards. None: not one we can validate.
+    """
+    cols = pl.read_parquet_schema(path)
+    if {"id", "source", "source_id", "image", "conversations", "meta", "order"} <= set(cols):
+        return "normalized"
+    if {"source", "source_id", "stage", "reason", "detail"} <= set(cols):
+        return "rejects"
+    if path.name == "index.parquet" and {"key", "shard_name", "shard_sha256"} <= set(cols) \
+            and (path.parent / "shards").is_dir():
+        return "index"
+    return None
+
+
 def validate_path(path: Path, limit: int = 50) -> list[str]:
-    """Problems with one path (recipe, parquet, tar or directory)."""
+    """Problems with one path (recipe, parquet, tar or directory); an unknown kind of file is a problem."""
     if not path.exists():
         return [f"{path}: does not exist"]
     if path.is_dir():
         if (path / "index.parquet").is_file():
             return validate_mix_dir(path, limit)
+        children = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".parquet", ".tar")
+                          or (p / "index.parquet").is_file())  # mixes/: each mix directory in it
+        if not children:
+            return [f"{path}: nothing to validate in this directory (expected a {KNOWN})"]
         problems = []
-        for child in sorted(path.glob("*.parquet")) + sorted(path.glob("*.tar")):
+        for child in children:
             problems += validate_path(child, limit - len(problems))
-        return problems or ([] if any(path.iterdir()) else [f"{path}: empty directory"])
+        return problems
     if path.suffix in (".yaml", ".yml"):
-        try:
-            load_recipe(path)
-            return []
-        except ImpDataError as err:
-            return [str(err)]
+        return validate_recipe(path)
     if path.suffix == ".tar":
         return validate_tar(path, limit)
     if path.suffix == ".parquet":
-        cols = pl.read_parquet_schema(path)
-        if "conversations" in cols and "order" in cols:
+        try:
+            kind = table_kind(path)
+        except Exception as err:  # polars raises several types for a file that is not parquet at all
+            return [f"{path}: not a readable parquet file ({err})"]
+        if kind == "normalized":
             return validate_normalized(path, limit)
-        if "stage" in cols and "reason" in cols:
+        if kind == "rejects":
             return validate_rejects(path, limit)
-        return []  # other tables (plan, index, renders) are checked through their mix directory
-    return [f"{path}: don't know how to validate this kind of file (.yaml, .parquet, .tar or a mix directory)"]
+        if kind == "index":
+            return validate_mix_dir(path.parent, limit)
+        return [f"{path}: unknown parquet table (columns: {_columns(path)}); imp-data validates normalized "
+                f"samples, rejects and a mix's index.parquet — or pass the whole mix directory"]
+    return [f"{path}: don't know how to validate this kind of file (expected a {KNOWN})"]
+
+
+def _columns(path: Path) -> str:
+    names = list(pl.read_parquet_schema(path))
+    return ", ".join(names[:8] + ["…"] * (len(names) > 8))
 
 
 def validate_paths(paths: list[Path], max_report: int = 50) -> list[str]:
