@@ -141,8 +141,23 @@ def test_laion_gpt4v(outputs):
 def test_allava_reads_the_instruct_files_only(outputs):
     out = outputs["allava"]
     assert all("_inst_" in r.source_id for r in out) and len(out) == 14
-    assert by_id(out, "allava_vflan_inst_9").meta == {}
-    assert by_id(out, "allava_laion_inst_100277305").meta["original_caption"] == "190952cz Pandora Tropical Palm Leaf Ring"
+    assert by_id(out, "allava_laion_inst_100277305") == Candidate(
+        "allava_laion_inst_100277305", "allava_laion/images/100277305.jpeg",
+        [{"from": "human", "value": "<image>\nHow does the inclusion of gemstones affect the overall aesthetic and "
+                                    "possible value of the ring?"},
+         {"from": "gpt", "value": "The inclusion of gemstones along the edges of the leaf design enhances the ring's "
+                                  "aesthetic by adding a touch of brilliance and luxury. \u2026"}],
+        {"original_caption": "190952cz Pandora Tropical Palm Leaf Ring",
+         "url": "https://theartofpandora.com/wp-content/uploads/2016/10/190952CZ-1-600x600.jpg"},
+        "allava_laion/ALLaVA-Instruct-LAION-4V.json record 0")
+    assert by_id(out, "allava_vflan_inst_9") == Candidate(
+        "allava_vflan_inst_9",
+        "allava_vflan/images/images_191task_1k/VQA-E+visual_question_answering_574_COCO_train2014_000000119456.jpg",
+        [{"from": "human", "value": "<image>\nYou are provided with an image and a question related to the image. "
+                                    "Answer the question based on the information given in the image.\n\n"
+                                    "Is bigfoot in the picture?"},
+         {"from": "gpt", "value": "The creature in the image is not Bigfoot, also known as Sasquatch. \u2026"}],
+        {}, "allava_vflan/ALLaVA-Instruct-VFLAN-4V.json record 0")
 
 
 EXPECTED_REJECTS = {
