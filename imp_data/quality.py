@@ -32,6 +32,44 @@ def target_report(ctx, mix: str) -> list[dict]:
     return rows
 
 
+def end_counts(ctx, mix: str) -> list[dict]:
+    """Per source: target vs taken in stats.json, and what explains a shortfall.
+
+    A shortfall is explained when the selection's own shortfall is (nothing eligible left unsampled,
+    `target_report`) and every selected sample that is not in the shards was rejected at render or removed
+    by dedup/decontamination — so `selected - taken` equals those losses, reason by reason.
+    """
+    layout = ctx.layout
+    from imp_data.stats import load_stats
+
+    stats = load_stats(layout.mix(mix))
+    selected = pl.read_parquet(layout.selected(mix), columns=["id", "source"])
+    renders = pl.read_parquet(layout.renders(mix), columns=["id", "reason"]).filter(pl.col("reason").is_not_null())
+    removals = pl.read_parquet(layout.removals(mix), columns=["id", "reason"])
+    lost = pl.concat([renders, removals]).unique("id", keep="first").join(selected, on="id")
+    rows = []
+    for r in target_report(ctx, mix):
+        source, target = r["source"], r["target"]
+        taken = stats["sources"][source]["taken"]
+        reasons = dict(lost.filter(pl.col("source") == source).group_by("reason").len().sort("reason").rows())
+        losses = ", ".join(f"{k} {v}" for k, v in reasons.items())
+        # every selected sample is in the shards or lost for a recorded reason, and a shortfall at
+        # selection is itself explained
+        ok = r["selected"] - taken == sum(reasons.values()) and (
+            target == "all" or taken == target or (taken < target and r["ok"]))
+        if not ok:
+            why = (f"UNEXPLAINED: taken {taken}, selected {r['selected']}, lost {sum(reasons.values())} "
+                   f"({losses or 'none'}); selection: {r['why']}")
+        elif target == "all" or taken == target:
+            why = "target all" if target == "all" else "met"
+        else:
+            at_selection = [f"{r['why']} (selected {r['selected']})"] if r["selected"] < target else []
+            why = "short: " + ", ".join(at_selection + ([losses] if losses else []))
+        rows.append({"source": source, "target": target, "selected": r["selected"], "taken": taken,
+                     "shortfall": 0 if target == "all" else target - taken, "lost": reasons, "ok": ok, "why": why})
+    return rows
+
+
 def reject_rate(ctx, mix: str) -> dict:
     """Rejected records (normalize + render) over records read, for the mix's sources."""
     layout = ctx.layout

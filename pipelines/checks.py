@@ -1,16 +1,33 @@
 """Asset checks. Blocking ones stop downstream assets in the same run when they fail, and the UI and
-GraphQL show the failing check with the metadata that says why."""
+GraphQL show the failing check with a one-line description of why and the metadata that proves it
+(counts, limits, the offending sources or rows)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from imp_data.quality import reject_rate, target_report
+from imp_data.quality import contamination_left, end_counts, reject_rate, target_report
 from imp_data.recipe import Recipe
 from imp_data.shards.reader import verify_mix
 from imp_data.validate import validate_normalized
 from pipelines.assets import mix_key, normalized_key
 from pipelines.resources import DataRoot
+
+
+def _problems(problems: list[str], what: str) -> tuple[dict, str]:
+    """(metadata, description) of a check that lists problems."""
+    metadata = {"problems": len(problems),
+                "first_problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:20]) or "none")}
+    return metadata, (f"{len(problems)} {what}; first: {problems[0]}" if problems else f"no {what}")
+
+
+def _metadata_value(value):
+    """A plain Python value as Dagster metadata (None, lists and dicts included)."""
+    if value is None:
+        return dg.MetadataValue.null()
+    if isinstance(value, (list, dict)):
+        return dg.MetadataValue.json(value)
+    return value
 
 
 def source_checks(recipe: Recipe, source: str) -> list[dg.AssetChecksDefinition]:
@@ -19,8 +36,8 @@ def source_checks(recipe: Recipe, source: str) -> list[dg.AssetChecksDefinition]
     def check_schema_valid(data_root: DataRoot) -> dg.AssetCheckResult:
         path = data_root.context(recipe).layout.normalized(source)
         problems = validate_normalized(path, 20)
-        return dg.AssetCheckResult(passed=not problems, metadata={
-            "problems": len(problems), "first_problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")})
+        metadata, why = _problems(problems, "schema problem(s)")
+        return dg.AssetCheckResult(passed=not problems, metadata=metadata, description=why)
 
     return [check_schema_valid]
 
@@ -32,7 +49,10 @@ def mix_checks(recipe: Recipe, mix: str) -> list[dg.AssetChecksDefinition]:
         rows = target_report(data_root.context(recipe), mix)
         table = "| source | target | selected | ok | why |\n|---|---:|---:|---|---|\n" + "\n".join(
             f"| {r['source']} | {r['target']} | {r['selected']} | {'yes' if r['ok'] else 'NO'} | {r['why']} |" for r in rows)
-        return dg.AssetCheckResult(passed=all(r["ok"] for r in rows), metadata={"per_source": dg.MetadataValue.md(table)})
+        bad = [f"{r['source']} selected {r['selected']} of {r['target']} ({r['why']})" for r in rows if not r["ok"]]
+        return dg.AssetCheckResult(passed=not bad, metadata={"per_source": dg.MetadataValue.md(table),
+                                                             "failing": dg.MetadataValue.json(bad)},
+                                   description="; ".join(bad) or "every source met its target or explained it")
 
     @dg.asset_check(asset=mix_key(mix, "renders"), name="check_reject_rate", blocking=True,
                     description="Rejected records (normalize + render) stay under the recipe's max_reject_rate")
@@ -41,24 +61,40 @@ def mix_checks(recipe: Recipe, mix: str) -> list[dg.AssetChecksDefinition]:
         return dg.AssetCheckResult(passed=r["ok"], metadata={
             "reject_rate": r["rate"], "limit": r["limit"], "rejected": r["rejected"], "read": r["read"],
             "per_source": dg.MetadataValue.json(r["per_source"])},
-            description=f"reject rate {r['rate']:.2%} vs limit {r['limit']:.2%}")
+            description=f"reject rate {r['rate']:.2%} ({r['rejected']} of {r['read']}) "
+                        f"{'<=' if r['ok'] else 'exceeds'} limit {r['limit']:.2%}")
+
+    @dg.asset_check(asset=mix_key(mix, "plan"), name="check_no_contamination_above_policy", blocking=True,
+                    description="Training samples in plan.parquet that match a benchmark image stay within the "
+                    "decontamination policy's limit (0 when it drops)")
+    def check_no_contamination_above_policy(data_root: DataRoot) -> dg.AssetCheckResult:
+        r = contamination_left(data_root.context(recipe), mix)
+        why = r.get("problem") or (f"{r['left']} of {r['matched']} benchmark-matching samples left in the plan "
+                                   f"(policy {r['policy']}, limit {r.get('limit')})")
+        return dg.AssetCheckResult(passed=r["ok"], metadata={k: _metadata_value(v) for k, v in r.items()},
+                                   description=why)
 
     @dg.asset_check(asset=mix_key(mix, "index"), name="check_index_matches_shards", blocking=True,
                     description="index.parquet rows equal the tar contents and every checksum matches")
     def check_index_matches_shards(data_root: DataRoot) -> dg.AssetCheckResult:
         problems = verify_mix(data_root.context(recipe).layout.mix(mix))
-        return dg.AssetCheckResult(passed=not problems, metadata={
-            "problems": len(problems), "first_problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:20]) or "none")})
+        metadata, why = _problems(problems, "index/shard mismatch(es)")
+        return dg.AssetCheckResult(passed=not problems, metadata=metadata, description=why)
 
-    @dg.asset_check(asset=mix_key(mix, "renders"), name="check_no_contamination_above_policy", blocking=True,
-                    description="With decontamination set to drop, no training sample matching a benchmark image "
-                    "is left in the mix")
-    def check_no_contamination_above_policy(data_root: DataRoot) -> dg.AssetCheckResult:
-        from imp_data.quality import contamination_left
+    @dg.asset_check(asset=mix_key(mix, "index"), name="check_taken_counts_match_targets", blocking=True,
+                    description="Per source, the samples in the shards (stats.json `taken`) equal the recipe "
+                    "target, or the shortfall is explained by render rejects and dedup/decontamination removals")
+    def check_taken_counts_match_targets(data_root: DataRoot) -> dg.AssetCheckResult:
+        rows = end_counts(data_root.context(recipe), mix)
+        table = ("| source | target | selected | taken | shortfall | ok | why |\n|---|---:|---:|---:|---:|---|---|\n"
+                 + "\n".join(f"| {r['source']} | {r['target']} | {r['selected']} | {r['taken']} | {r['shortfall']} | "
+                             f"{'yes' if r['ok'] else 'NO'} | {r['why']} |" for r in rows))
+        bad = [f"{r['source']}: {r['why']}" for r in rows if not r["ok"]]
+        short = {r["source"]: r["shortfall"] for r in rows if r["shortfall"]}
+        return dg.AssetCheckResult(passed=not bad, metadata={
+            "per_source": dg.MetadataValue.md(table), "shortfall": dg.MetadataValue.json(short),
+            "failing": dg.MetadataValue.json(bad)},
+            description="; ".join(bad) or (f"targets met; explained shortfalls: {short}" if short else "targets met"))
 
-        r = contamination_left(data_root.context(recipe), mix)
-        return dg.AssetCheckResult(passed=r["ok"], metadata={"matched": r["matched"], "left": r["left"],
-                                                              "policy": r["policy"]})
-
-    return [check_counts_match_targets, check_reject_rate, check_index_matches_shards,
-            check_no_contamination_above_policy]
+    return [check_counts_match_targets, check_reject_rate, check_no_contamination_above_policy,
+            check_index_matches_shards, check_taken_counts_match_targets]

@@ -1,8 +1,15 @@
-"""The code location: `Definitions` assembled from a recipe (env IMP_DATA_RECIPE, default the demo).
+"""The code location: `Definitions` assembled from a recipe (env IMP_DATA_RECIPE, default the demo)
+and the run recipes trained on its mixes (env IMP_DATA_RUNS).
 
     dagster dev -m pipelines.definitions          # UI on http://127.0.0.1:3000
     IMP_DATA_EXECUTOR=in_process ...              # one process per run: faster start for small mixes
     IMP_DATA_RECIPE=manifests/imp_1m.yaml IMP_DATA_ROOT=/data dagster dev -m pipelines.definitions
+    IMP_DATA_RUNS=manifests/runs/imp3b_stage1.yaml,manifests/runs/imp3b_stage2.yaml ...   # train/eval assets
+
+IMP_DATA_RUNS is a comma-separated list of run recipes, each becoming `runs/<run>/checkpoint` (+ `metrics`
+for stage 2) and `<run>_train_job` / `<run>_eval_job`. Unset, the demo recipe (manifests/demo.yaml) gets the
+two tiny CPU runs (tiny_stage1, tiny_stage2, as `imp-data demo` trains) and any other recipe none, so a real
+recipe never shows a training asset nobody asked for; set it empty (or `none`) for no runs at all.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from imp_data.recipe import Recipe, load_recipe
 from pipelines.assets import mix_assets, mix_key, source_assets
 from pipelines.checks import mix_checks, source_checks
 from pipelines.resources import DataRoot, FetchSettings
+from pipelines.training import selected_runs, training_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = ROOT / "manifests" / "demo.yaml"
@@ -38,8 +46,13 @@ def mix_jobs(recipe: Recipe, mix: str) -> list[dg.UnresolvedAssetJobDefinition]:
 
 
 def build_definitions(recipe_path: str | Path | None = None, *, data_root: str | None = None,
-                      executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
-    recipe = load_recipe(recipe_path or os.environ.get("IMP_DATA_RECIPE", DEFAULT_RECIPE))
+                      executor: dg.ExecutorDefinition | None = None,
+                      runs: list[str | Path] | None = None) -> dg.Definitions:
+    """Definitions for a recipe; `runs` are run recipe paths (default: IMP_DATA_RUNS, see the module doc)."""
+    path = Path(recipe_path or os.environ.get("IMP_DATA_RECIPE", DEFAULT_RECIPE))
+    recipe = load_recipe(path)
+    if runs is None:
+        runs = selected_runs(os.environ.get("IMP_DATA_RUNS"), demo=path.resolve() == DEFAULT_RECIPE.resolve())
     assets, checks, jobs = [], [], []
     for source in dict.fromkeys(s for m in recipe.mixes.values() for s in m.sources):
         assets += source_assets(recipe, source)
@@ -48,6 +61,9 @@ def build_definitions(recipe_path: str | Path | None = None, *, data_root: str |
         assets += mix_assets(recipe, mix)
         checks += mix_checks(recipe, mix)
         jobs += mix_jobs(recipe, mix)
+    run_defs, run_jobs = training_definitions([Path(p) for p in runs])
+    assets += run_defs
+    jobs += run_jobs
     root = DataRoot(path=data_root) if data_root else DataRoot()
     if executor is None:  # multiprocess uses every core; in_process starts faster (small mixes, tests)
         executor = dg.in_process_executor if os.environ.get("IMP_DATA_EXECUTOR") == "in_process" else dg.multiprocess_executor

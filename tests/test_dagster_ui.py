@@ -1,7 +1,10 @@
 """The Dagster UI for real: `dagster dev` (webserver + daemon) on 127.0.0.1 materializes the demo mix
 through GraphQL (prepare job, all shard partitions in one ranged run, finalize job); the GraphQL API
-returns the asset graph, the check results and the report metadata; headless Debian Chromium opens the
-report asset's page, finds the per-source table and saves a screenshot to test-artifacts/.
+returns the asset graph (training and eval included), the check results and the report metadata;
+headless Debian Chromium opens the report asset's page, finds the per-source table as an HTML table with
+the library's cells, and saves a screenshot to test-artifacts/. A second server, on a recipe variant with
+max_reject_rate 0 (IMP_DATA_RECIPE), shows through GraphQL a failed blocking check with its reason and
+the downstream asset not materialized.
 
 Run: pytest tests/test_dagster_ui.py   (the browser part needs /usr/bin/chromium; .ci/run installs it)
 """
@@ -14,10 +17,12 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from imp_data.recipe import load_recipe
 from tests.conftest import DEMO_RECIPE, ROOT
@@ -36,8 +41,11 @@ def free_port() -> int:
 
 
 class GraphQL:
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, log: Path):
+        self.url, self.log, self.last_run_id = url, log, None
+
+    def log_tail(self) -> str:
+        return self.log.read_text()[-3000:]
 
     def __call__(self, query: str, **variables) -> dict:
         reply = requests.post(self.url, json={"query": query, "variables": variables}, timeout=60)
@@ -53,7 +61,7 @@ class GraphQL:
                                       "repositoryName": "__repository__", "jobName": job},
                          "runConfigData": {}, "executionMetadata": {"tags": tags or []}})["launchRun"]
         assert launch["__typename"] == "LaunchRunSuccess", launch
-        run_id = launch["run"]["runId"]
+        run_id = self.last_run_id = launch["run"]["runId"]
         deadline = time.time() + timeout
         while time.time() < deadline:
             status = self("query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
@@ -64,18 +72,15 @@ class GraphQL:
         raise AssertionError(f"run {run_id} of {job} did not finish in {timeout}s")
 
 
-@pytest.fixture(scope="module")
-def dagster_server(demo_build, tmp_path_factory):
-    cli_root, _ = demo_build
-    home = tmp_path_factory.mktemp("dagster_home")
+@contextmanager
+def dagster_dev(home: Path, data: Path, mirror: Path, **env_extra: str):
+    """`dagster dev` on a free loopback port, its instance in `home` and its data root `data` (whose mirror
+    is `mirror`); yields (base URL, GraphQL client) and stops the whole process group after."""
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    data = tmp_path_factory.mktemp("ui_data")
-    data.mkdir(parents=True, exist_ok=True)
-    (data / "mirror").symlink_to(cli_root / "mirror", target_is_directory=True)
+    (data / "mirror").symlink_to(mirror, target_is_directory=True)
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "IMP_DATA_ROOT": str(data), "IMP_DATA_PROGRESS": "0",
-           "DAGSTER_DISABLE_TELEMETRY": "1",
-           "IMP_DATA_EXECUTOR": "in_process"}
+           "DAGSTER_DISABLE_TELEMETRY": "1", "IMP_DATA_EXECUTOR": "in_process", **env_extra}
     log = open(home / "dev.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
                              "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env, stdout=log,
@@ -91,14 +96,7 @@ def dagster_server(demo_build, tmp_path_factory):
                 pass
             assert proc.poll() is None and time.time() < deadline, (home / "dev.log").read_text()[-3000:]
             time.sleep(0.5)
-        gql = GraphQL(f"{base}/graphql")
-        assert gql.run_job(f"{MIX}_prepare_job") == "SUCCESS", (home / "dev.log").read_text()[-3000:]
-        n = load_recipe(DEMO_RECIPE).mixes[MIX].partitions
-        ranged = [{"key": "dagster/asset_partition_range_start", "value": "0000"},
-                  {"key": "dagster/asset_partition_range_end", "value": f"{n - 1:04d}"}]
-        assert gql.run_job(f"{MIX}_shards_job", ranged) == "SUCCESS"
-        assert gql.run_job(f"{MIX}_finalize_job") == "SUCCESS"
-        yield base, gql, data
+        yield base, GraphQL(f"{base}/graphql", home / "dev.log")
     finally:
         os.killpg(proc.pid, 15)
         try:
@@ -106,6 +104,36 @@ def dagster_server(demo_build, tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def dagster_server(demo_build, tmp_path_factory):
+    """The demo recipe's server, with MIX materialized through it: prepare, all shards (one ranged run),
+    finalize."""
+    home, data = tmp_path_factory.mktemp("dagster_home"), tmp_path_factory.mktemp("ui_data")
+    with dagster_dev(home, data, demo_build[0] / "mirror") as (base, gql):
+        assert gql.run_job(f"{MIX}_prepare_job") == "SUCCESS", gql.log_tail()
+        n = load_recipe(DEMO_RECIPE).mixes[MIX].partitions
+        ranged = [{"key": "dagster/asset_partition_range_start", "value": "0000"},
+                  {"key": "dagster/asset_partition_range_end", "value": f"{n - 1:04d}"}]
+        assert gql.run_job(f"{MIX}_shards_job", ranged) == "SUCCESS", gql.log_tail()
+        assert gql.run_job(f"{MIX}_finalize_job") == "SUCCESS", gql.log_tail()
+        yield base, gql, data
+
+
+@pytest.fixture(scope="module")
+def strict_server(demo_build, tmp_path_factory):
+    """A second server whose recipe (IMP_DATA_RECIPE) is the demo with max_reject_rate 0: the demo's wild
+    cases are rejects, so MIX's blocking check_reject_rate fails. Its own instance and data root: the demo
+    server's asset history stays clean. Only MIX's prepare job runs (sources -> selection -> renders)."""
+    home, data = tmp_path_factory.mktemp("strict_home"), tmp_path_factory.mktemp("strict_data")
+    recipe = yaml.safe_load(DEMO_RECIPE.read_text())
+    recipe["max_reject_rate"] = 0.0
+    for mix in recipe["mixes"].values():
+        mix.pop("max_reject_rate", None)
+    (home / "strict.yaml").write_text(yaml.safe_dump(recipe))
+    with dagster_dev(home, data, demo_build[0] / "mirror", IMP_DATA_RECIPE=str(home / "strict.yaml")) as (base, gql):
+        yield base, gql, data
 
 
 def test_graphql_asset_graph_checks_and_report(dagster_server):
@@ -117,8 +145,11 @@ def test_graphql_asset_graph_checks_and_report(dagster_server):
     assert graph[f"{MIX}/report"] == {f"{MIX}/index"}
     assert graph[f"{MIX}/index"] == {f"{MIX}/shards"}
     assert "normalized/llava_665k" in graph[f"{MIX}/selection"]
+    assert graph["runs/tiny_stage2/checkpoint"] == {f"{MIX}/index", "runs/tiny_stage1/checkpoint"}
+    assert graph["runs/tiny_stage2/metrics"] == {"runs/tiny_stage2/checkpoint"}
     checks = {c["name"]: c for n in nodes for c in (n["assetChecksOrError"].get("checks") or [])}
-    for name in ("check_schema_valid", "check_counts_match_targets", "check_reject_rate", "check_index_matches_shards"):
+    for name in ("check_schema_valid", "check_counts_match_targets", "check_reject_rate", "check_index_matches_shards",
+                 "check_no_contamination_above_policy", "check_taken_counts_match_targets"):
         assert checks[name]["blocking"]
         execution = checks[name]["executionForLatestMaterialization"]
         assert execution and execution["status"] == "SUCCEEDED" and execution["evaluation"]["success"], name
@@ -134,21 +165,63 @@ def test_graphql_asset_graph_checks_and_report(dagster_server):
 @pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")
 def test_browser_shows_report_table(dagster_server):
+    """The per_source metadata renders as an HTML table whose cells are the library's table, row by row."""
     from playwright.sync_api import sync_playwright
 
-    base, _, _ = dagster_server
+    from imp_data.report import source_table
+    from imp_data.stats import load_stats
+
+    base, _, data = dagster_server
+    want = [[c.replace("**", "").strip() for c in line.strip("|").split("|")]  # bold renders as text
+            for line in source_table(load_stats(data / "mixes" / MIX)).splitlines()
+            if line.startswith("|") and not line.startswith("|--") and not line.startswith("|:")]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1200})
         page.goto(f"{base}/assets/{MIX}/report", wait_until="networkidle", timeout=60_000)
-        page.get_by_text("llava_665k").first.wait_for(timeout=30_000)
+        # the rendered markdown table: the one whose header cells are the per-source columns
+        table = page.locator("table:not(:has(table))").filter(has=page.locator("th", has_text="shortfall"))
+        table.locator("td", has_text="laion_gpt4v").first.wait_for(timeout=30_000)
         skip = page.get_by_role("button", name="Skip")  # first-visit community dialog
         if skip.count():
             skip.first.click()
+            page.get_by_text("Join the Dagster community").wait_for(state="hidden", timeout=10_000)
+        table.first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "dagster_report_asset.png"), full_page=True)
-        text = page.inner_text("body")
+        got = [[cell.strip() for cell in row.locator("th, td").all_inner_texts()]
+               for row in table.first.locator("tr").all()]
         browser.close()
-    for needle in ("source", "target", "taken", "llava_665k", "dvqa", "allava"):
-        assert needle in text, needle
+    assert got == want
+    assert ["laion_gpt4v", "8"] == got[[r[0] for r in got].index("laion_gpt4v")][:2]
     assert (ARTIFACTS / "dagster_report_asset.png").stat().st_size > 10_000
+
+
+def test_graphql_failed_blocking_check_says_why(strict_server):
+    """A blocking check that fails shows, through GraphQL, as failed with the numbers behind it, and the
+    asset downstream of it is not materialized: the run fails at the check and skips the plan."""
+    _, gql, data = strict_server
+    assert gql.run_job(f"{MIX}_prepare_job") == "FAILURE", gql.log_tail()
+    run_id = gql.last_run_id
+    node = gql("""query($k: AssetKeyInput!) { assetNodeOrError(assetKey: $k) { ... on AssetNode {
+        assetChecksOrError { ... on AssetChecks { checks { name blocking executionForLatestMaterialization {
+        status runId evaluation { success description metadataEntries { label
+        ... on FloatMetadataEntry { floatValue } ... on IntMetadataEntry { intValue } } } } } } } } } }""",
+               k={"path": [MIX, "renders"]})["assetNodeOrError"]
+    checks = {c["name"]: c for c in node["assetChecksOrError"]["checks"]}
+    failed = checks["check_reject_rate"]
+    execution = failed["executionForLatestMaterialization"]
+    assert failed["blocking"] and execution["status"] == "FAILED" and execution["runId"] == run_id
+    evaluation = execution["evaluation"]
+    values = {e["label"]: e.get("floatValue", e.get("intValue")) for e in evaluation["metadataEntries"]}
+    assert not evaluation["success"] and values["limit"] == 0.0 and values["reject_rate"] > 0
+    assert values["rejected"] > 0 and "exceeds limit 0.00%" in evaluation["description"]
+    plan = gql("""query($k: AssetKeyInput!) { assetOrError(assetKey: $k) { __typename
+        ... on Asset { assetMaterializations { runId } } } }""", k={"path": [MIX, "plan"]})["assetOrError"]
+    assert plan.get("assetMaterializations", []) == []
+    steps = gql("query($id: ID!) { runOrError(runId: $id) { ... on Run { stepStats { stepKey status } } } }",
+                id=run_id)["runOrError"]["stepStats"]
+    status = {s["stepKey"]: s["status"] for s in steps}
+    assert status[f"{MIX}__renders_check_reject_rate"] == "FAILURE", status
+    assert status.get(f"{MIX}__plan") in (None, "SKIPPED"), status
+    assert not (data / "mixes" / MIX / "plan.parquet").exists()

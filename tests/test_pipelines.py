@@ -1,23 +1,35 @@
-"""Dagster code location, in process: definitions load and validate, materializing every demo asset
-(partitions included) writes the same bytes as `imp-data build`, a failing blocking check stops
-downstream assets, and a variant configured with the k8s executor loads.
+"""Dagster code location, in process: definitions load and validate; materializing every demo asset
+(partitions included, then the tiny stage-1/stage-2 runs and the eval over fixture benchmarks) writes the
+same bytes as `imp-data build` and the same checkpoint tensors and metrics as `imp-data train`/`eval`;
+a failing blocking check stops downstream assets and says why in its metadata; the end-count check
+catches a shortfall nothing explains; the run selection (IMP_DATA_RUNS); a k8s-executor variant loads.
+
+Training is byte-deterministic on CPU (fixed seeds, one thread): the weight files of two runs are
+identical, so the checkpoints are compared tensor by tensor. meta.json and log.jsonl are not compared:
+they hold paths and timings.
 
 Run: pytest tests/test_pipelines.py
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from pipelines.definitions import build_definitions
+from pipelines.resources import DataRoot
+from pipelines.training import DEMO_RUNS, selected_runs
 from tests.conftest import DEMO_RECIPE, ROOT
 from tests.test_build_e2e import outputs
+from tests.train_support import demo_data_root, one_thread  # noqa: F401 (autouse fixture)
 
 
 def all_asset_defs(defs: dg.Definitions) -> list:
@@ -25,11 +37,12 @@ def all_asset_defs(defs: dg.Definitions) -> list:
 
 
 def materialize_everything(defs: dg.Definitions, instance: dg.DagsterInstance, *, raise_on_error=True):
-    """Unpartitioned assets first, then every shard partition, then index and report — like the UI."""
+    """Unpartitioned assets first, then every shard partition, then what follows the shards (index, report,
+    training, eval) — like the UI's jobs."""
     items = all_asset_defs(defs)
     graph = defs.resolve_asset_graph()
     partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None]
-    finals = [k for k in graph.get_all_asset_keys() if k.path[-1] in ("index", "report")]
+    finals = list(dg.AssetSelection.assets(*partitioned).downstream(include_self=False).resolve(graph))
     before = [k for k in graph.get_all_asset_keys() if k not in partitioned and k not in finals]
     resources = dict(defs.resources or {})
     results = [dg.materialize(items, instance=instance, selection=before, raise_on_error=raise_on_error,
@@ -53,19 +66,48 @@ def test_definitions_validate_command(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_materialize_equals_cli_build(demo_build, tmp_path):
+@pytest.fixture(scope="module")
+def dagster_build(demo_build, tmp_path_factory):
+    """(data root, results) of materializing every demo asset in process — mixes, tiny runs and eval."""
+    from imp_data.eval.bench_fixtures import write_benchmark_fixtures
+
     cli_root, _ = demo_build
-    root = tmp_path / "dagster"
-    root.mkdir(parents=True, exist_ok=True)
+    root = tmp_path_factory.mktemp("dagster")
     (root / "mirror").symlink_to(cli_root / "mirror", target_is_directory=True)
+    write_benchmark_fixtures(root / "eval")
     defs = build_definitions(DEMO_RECIPE, data_root=str(root))
     with dg.DagsterInstance.ephemeral() as instance:
         results = materialize_everything(defs, instance)
-        assert all(r.success for r in results)
-        evaluations = [e for r in results for e in r.get_asset_check_evaluations()]
-        assert evaluations and all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
-        report = results[-1].asset_materializations_for_node("demo_stage2__report")[0]
-        assert "| source | target |" in report.metadata["per_source"].value
+    return root, results
+
+
+def materialization(results, key: str) -> dg.AssetMaterialization:
+    (event,) = [e for r in results for e in r.get_asset_materialization_events()
+                if "/".join(e.event_specific_data.materialization.asset_key.path) == key]
+    return event.event_specific_data.materialization
+
+
+def evaluation(results, asset: str, check: str) -> dg.AssetCheckEvaluation:
+    (found,) = [e for r in results for e in r.get_asset_check_evaluations()
+                if e.check_name == check and "/".join(e.asset_key.path) == asset]
+    return found
+
+
+def test_materialize_equals_cli_build(demo_build, dagster_build):
+    cli_root, _ = demo_build
+    root, results = dagster_build
+    assert all(r.success for r in results)
+    evaluations = [e for r in results for e in r.get_asset_check_evaluations()]
+    assert evaluations and all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
+    assert "| source | target |" in materialization(results, "demo_stage2/report").metadata["per_source"].value
+    # the contamination check reads the plan: the demo's POPE matches are found, and none is left
+    contamination = evaluation(results, "demo_stage2/plan", "check_no_contamination_above_policy").metadata
+    assert {"ok", "matched", "left", "policy", "limit"} <= set(contamination)
+    assert contamination["matched"].value > 0 and contamination["left"].value == 0
+    # shortfalls that appear after selection are checked at the end, with their reasons
+    ends = evaluation(results, "demo_stage2/index", "check_taken_counts_match_targets")
+    assert ends.metadata["shortfall"].value == {"sharegpt4v": 1, "laion_gpt4v": 2}
+    assert "| laion_gpt4v | 8 | 8 | 6 | 2 | yes | short: image_missing 2 |" in ends.metadata["per_source"].value
     want = {k: v for k, v in outputs(cli_root).items() if k.startswith("mixes/") and "/render/" not in k}
     got = {k: v for k, v in outputs(root).items() if k.startswith("mixes/") and "/render/" not in k}
     assert sorted(got) == sorted(want)
@@ -86,13 +128,91 @@ def test_failing_blocking_check_stops_downstream(demo_build, tmp_path):
     defs = build_definitions(path, data_root=str(root))
     with dg.DagsterInstance.ephemeral() as instance:
         (result,) = materialize_everything(defs, instance, raise_on_error=False)
-        failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-        assert {e.check_name for e in failed} >= {"check_reject_rate"}
+        failed = {e.check_name: e for e in result.get_asset_check_evaluations() if not e.passed}
+        assert set(failed) >= {"check_reject_rate"}
+        why = failed["check_reject_rate"]  # the evaluation says why, with the numbers behind it
+        assert why.metadata["reject_rate"].value > why.metadata["limit"].value == 0.0
+        assert why.metadata["rejected"].value > 0 and "exceeds limit 0.00%" in why.description
         materialized = {"/".join(ev.event_specific_data.materialization.asset_key.path)
                         for ev in result.get_asset_materialization_events()}
         assert "demo_stage2/renders" in materialized and "demo_stage2/plan" not in materialized
         assert "demo_stage1/plan" in materialized  # the other mix is unaffected
     assert not (root / "mixes" / "demo_stage2" / "plan.parquet").exists()
+
+
+def test_training_and_eval_assets_equal_cli(demo_build, dagster_build, tmp_path):
+    """runs/<run>/checkpoint and runs/tiny_stage2/metrics give what `imp-data train`/`eval` give."""
+    import torch
+    from safetensors.torch import load_file
+
+    from imp_data.cli import main
+    from imp_data.eval.bench_fixtures import write_benchmark_fixtures
+    from imp_data.train.checkpoint import latest_checkpoint
+
+    root, results = dagster_build
+    cli = demo_data_root(demo_build[0], tmp_path)
+    write_benchmark_fixtures(cli / "eval")
+    for run in DEMO_RUNS:
+        assert main(["train", str(run), "--data-root", str(cli)]) == 0
+    assert main(["eval", str(DEMO_RUNS[1]), "--data-root", str(cli)]) == 0
+
+    for run, steps in (("tiny_stage1", 18), ("tiny_stage2", 64)):
+        meta = materialization(results, f"runs/{run}/checkpoint").metadata
+        ours, theirs = latest_checkpoint(root / "runs" / run), latest_checkpoint(cli / "runs" / run)
+        assert meta["checkpoint"].value == str(ours) and meta["steps"].value == steps
+        assert meta["samples_per_s"].value > 0
+        log = [json.loads(line) for line in (theirs.parent.parent / "log.jsonl").read_text().splitlines()]
+        assert meta["final_loss"].value == log[-1]["loss"]
+        assert ours.name == theirs.name
+        a, b = (torch.load(c / "mm_projector.pt", weights_only=True) for c in (ours, theirs))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), run
+        if run == "tiny_stage2":
+            a, b = (load_file(str(c / "adapter" / "adapter_model.safetensors")) for c in (ours, theirs))
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    metrics = materialization(results, "runs/tiny_stage2/metrics").metadata
+    ours, theirs = (r / "runs" / "tiny_stage2" / "eval" for r in (root, cli))
+    # the same answers and scores; submission paths name each data root
+    assert (ours / "metrics.json").read_text().replace(str(root), str(cli)) == (theirs / "metrics.json").read_text()
+    assert metrics["metrics"].value == (theirs / "metrics.md").read_text()
+    assert "| POPE |" in metrics["metrics"].value and metrics["scores"].value["pope"] is not None
+
+
+def test_unexplained_shortfall_fails_end_count_check(dagster_build, tmp_path):
+    """A mix whose shards hold fewer samples than selection and losses account for fails the check."""
+    root, _ = dagster_build
+    mix = tmp_path / "mixes" / "demo_stage2"
+    mix.mkdir(parents=True)
+    for path in (root / "mixes" / "demo_stage2").iterdir():
+        if path.name != "stats.json":
+            (mix / path.name).symlink_to(path)
+    stats = json.loads((root / "mixes" / "demo_stage2" / "stats.json").read_text())
+    stats["sources"]["docvqa"]["taken"] -= 1  # a sample lost with no reject or removal to show for it
+    (mix / "stats.json").write_text(json.dumps(stats))
+    defs = build_definitions(DEMO_RECIPE, data_root=str(tmp_path), runs=[])
+    (check,) = [c for c in defs.asset_checks for k in c.check_keys
+                if k.name == "check_taken_counts_match_targets" and k.asset_key.path[0] == "demo_stage2"]
+    result = check(data_root=DataRoot(path=str(tmp_path)))
+    assert not result.passed
+    assert "docvqa: UNEXPLAINED: taken 4, selected 5, lost 0" in result.description
+    assert "| docvqa | 5 | 5 | 4 | 1 | NO |" in result.metadata["per_source"].value
+
+
+def test_run_selection(monkeypatch):
+    assert selected_runs(None, demo=True) == list(DEMO_RUNS) and selected_runs(None, demo=False) == []
+    assert selected_runs("", demo=True) == [] and selected_runs("none", demo=True) == []
+    assert selected_runs("manifests/runs/tiny_stage2.yaml", demo=False) == [ROOT / "manifests/runs/tiny_stage2.yaml"]
+    monkeypatch.setenv("IMP_DATA_RUNS", "manifests/runs/tiny_stage1.yaml")
+    jobs = {j.name for j in build_definitions(DEMO_RECIPE).jobs}
+    assert "tiny_stage1_train_job" in jobs and "tiny_stage2_train_job" not in jobs
+    monkeypatch.delenv("IMP_DATA_RUNS")
+    defs = build_definitions(DEMO_RECIPE)
+    assert {"tiny_stage1_train_job", "tiny_stage2_train_job", "tiny_stage2_eval_job"} <= {j.name for j in defs.jobs}
+    graph = defs.resolve_asset_graph()
+    stage2 = graph.get(dg.AssetKey(["runs", "tiny_stage2", "checkpoint"]))
+    assert stage2.parent_keys == {dg.AssetKey(["demo_stage2", "index"]),
+                                  dg.AssetKey(["runs", "tiny_stage1", "checkpoint"])}
+    with pytest.raises(ValueError, match="tiny_stage1"):
+        build_definitions(DEMO_RECIPE, runs=[DEMO_RUNS[0], DEMO_RUNS[0]])
 
 
 def test_k8s_executor_variant_loads():
