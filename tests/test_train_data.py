@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from imp_data.errors import ImpDataError, ShardError
-from imp_data.train.data import make_loader
+from imp_data.train.data import make_loader, normalize_pixels
 from imp_data.train.sampler import epoch_order, rank_positions, sample_order
 from tests.shard_factory import make_samples, solid, write_mix
 
@@ -119,8 +119,9 @@ def test_pixels_decode_to_resolution_with_siglip_normalisation(tmp_path):
     got = {item["key"]: item for batch in loader(mix, batch_size=3, drop_last=False) for item in batch}
     red, blue, text = got["000000000"], got["000000001"], got["000000002"]
     assert text["pixels"] is None and text["json"]["image"] is None
-    for item in (red, blue):
-        assert item["pixels"].shape == (3, 32, 32) and item["pixels"].dtype == torch.float32
+    for item in (red, blue):  # uint8 through the workers; the model normalises on its device
+        assert item["pixels"].shape == (3, 32, 32) and item["pixels"].dtype == torch.uint8
+        item["pixels"] = normalize_pixels(item["pixels"])
     assert torch.allclose(red["pixels"].mean((1, 2)), torch.tensor([1.0, -1.0, -1.0]), atol=0.03)
     assert torch.allclose(blue["pixels"][:, 16, 16], torch.tensor([-1.0, -1.0, 1.0]), atol=0.05)
     assert torch.allclose(blue["pixels"][:, 1, 16], torch.full((3,), 127 / 127.5 - 1), atol=0.03), "pad = fill"

@@ -6,7 +6,7 @@ The loader is a visible list of stages (open_clip):
     -> batches of batch_size              batch i of this rank
     -> DataLoader workers                 deal whole batches round-robin: disjoint, equal shares
     -> ShardReader.read                   pread KEY.json + KEY.jpg at index.parquet's byte offsets
-    -> decode_pixels                      JPEG -> float [3, H, W], SigLIP (x / 255 - 0.5) / 0.5
+    -> decode_image                       JPEG -> uint8 [3, H, W] (the model normalises: normalize_pixels)
     -> encode                             tokenise + mask; None drops the sample (counted)
     -> collate                            one batch
 
@@ -42,18 +42,32 @@ INDEX_COLUMNS = ["key", "shard_name", "json_offset", "json_size", "jpg_offset", 
 WARN_FIRST, WARN_EVERY = 5, 1000  # corrupt-sample warnings: the first few, then one per WARN_EVERY
 
 
+def decode_image(jpeg: bytes) -> torch.Tensor:
+    """JPEG bytes -> uint8 tensor [3, H, W]; no resize (the shards are already at the tower's resolution).
+
+    The loader hands images on as uint8 and the model normalises them where it runs (`normalize_pixels`):
+    a quarter of the bytes through the DataLoader's shared memory and the host-to-GPU copy, which is most
+    of what a worker costs beyond the JPEG decode.
+    """
+    with Image.open(io.BytesIO(jpeg)) as img:
+        arr = np.array(img if img.mode == "RGB" else img.convert("RGB"))  # a writable copy for torch
+    return torch.from_numpy(arr).permute(2, 0, 1)  # a CHW view of HWC memory; collate's stack makes it NCHW
+
+
+def normalize_pixels(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 images -> `dtype` in [-1, 1] (SigLIP: mean = std = 0.5): x / 127.5 - 1 == (x / 255 - 0.5) / 0.5."""
+    return pixels.to(dtype).div_(127.5).sub_(1.0)
+
+
 def decode_pixels(jpeg: bytes) -> torch.Tensor:
-    """JPEG bytes -> float tensor [3, H, W] in [-1, 1] (SigLIP: mean = std = 0.5); no resize.
+    """JPEG bytes -> float tensor [3, H, W] in [-1, 1], ready for the vision tower.
 
     Example:
         >>> buf = io.BytesIO(); Image.new("RGB", (4, 2), (255, 0, 0)).save(buf, "PNG")
         >>> decode_pixels(buf.getvalue())[:, 0, 0].tolist()
         [1.0, -1.0, -1.0]
     """
-    with Image.open(io.BytesIO(jpeg)) as img:
-        arr = np.array(img if img.mode == "RGB" else img.convert("RGB"))  # a writable copy for torch
-    # x / 127.5 - 1 == (x / 255 - 0.5) / 0.5; the CHW view keeps HWC memory, collate's stack makes it NCHW
-    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return normalize_pixels(decode_image(jpeg))
 
 
 @dataclass
@@ -158,7 +172,7 @@ class ShardReader:
         pixels = None
         if jpg >= 0:
             try:
-                pixels = decode_pixels(data[jpg - start:])
+                pixels = decode_image(data[jpg - start:])
             except (OSError, ValueError, SyntaxError) as err:  # PIL's decode errors
                 raise CorruptSample(f"KEY.jpg does not decode ({err})") from None
             want = (int(ix.height[pos]), int(ix.width[pos]))
@@ -305,7 +319,7 @@ def make_loader(mix_dir: Path, *, encode: Callable[[dict], dict | None], collate
 
     Args:
         mix_dir: the mix directory.
-        encode: raw sample {"key", "json" (KEY.json), "pixel_values" (float [3, H, W] or None)} -> item,
+        encode: raw sample {"key", "json" (KEY.json), "pixel_values" (uint8 [3, H, W] or None)} -> item,
             or None to drop it (counted in `dropped`).
         collate: list of items -> batch.
         batch_size: samples per batch per rank.
