@@ -205,6 +205,26 @@ def _mean(value: float, world: int, device: torch.device) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # the loop
 
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines up to `step`: a run killed after its last checkpoint logged steps that the resumed
+    run does again, and they must not appear twice."""
+    from imp_data.io import write_text_atomic
+
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] > step:
+                break
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            break
+        kept.append(line)
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(kept))
+
+
 def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str | Path | None = None) -> Path:
     """Train a run recipe (`manifests/runs/*.yaml`) on its mix; returns the run directory DATA/runs/NAME.
 
@@ -275,7 +295,11 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
             "tokenizer": str(run_dir / "tokenizer"), "image": render,
             "num_patches": model.num_patches}
     peak, counts = peak_flops(device), flop_counts(model)
-    log = open(run_dir / "log.jsonl", "a" if ckpt else "w") if rank == 0 else None  # a fresh start: a fresh log
+    log = None
+    if rank == 0:  # a fresh start: a fresh log; a resume: the log as it was at the checkpoint
+        if ckpt is not None:
+            truncate_log(run_dir / "log.jsonl", step)
+        log = open(run_dir / "log.jsonl", "a" if ckpt else "w")
     if rank == 0:
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in model.parameters())
@@ -317,6 +341,8 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            # Crash-test hook: slow steps down so a test can SIGKILL the run between checkpoints.
+            time.sleep(float(os.environ.get("IMP_DATA_THROTTLE_STEPS", "0")))
 
             # ---- log
             if step % cfg.train.log_every == 0 or step == total:
