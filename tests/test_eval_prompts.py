@@ -15,8 +15,8 @@ import pytest
 
 from imp_data.errors import ImpDataError
 from imp_data.eval.bench_fixtures import write_benchmark_fixtures
-from imp_data.eval.benchmarks import (LOADERS, is_missing, load_benchmark, load_mmbench, load_scienceqa,
-                                      textvqa_question)
+from imp_data.eval.benchmarks import LOADERS, load_benchmark, load_mmbench, load_scienceqa, textvqa_question
+from imp_data.eval.published import is_missing
 
 SHORT = "\nAnswer the question using a single word or phrase."
 UNANSWERABLE = "\nWhen the provided information is insufficient, respond with 'Unanswerable'." + SHORT

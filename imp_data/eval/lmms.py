@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from imp_data.errors import SourceFormatError
-from imp_data.eval.benchmarks import (LETTER, MME_YES_NO, SHORT, VIZWIZ_SUFFIX, EvalItem, is_missing,
-                                      mmbench_question)
+from imp_data.eval.benchmarks import LETTER, MME_YES_NO, SHORT, VIZWIZ_SUFFIX, EvalItem, mmbench_question
+from imp_data.eval.published import is_missing
 from imp_data.eval.lmms_parquet import parquet_files, read_split
 
 # split key -> the glob patterns (relative to ROOT/<benchmark>/) of the lmms-lab files it reads; all must match.

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imp_data.errors import ImpDataError
-from imp_data.eval.benchmarks import PANDAS_NA, EvalItem, read_jsonl, read_tsv_rows
+from imp_data.eval.benchmarks import EvalItem
+from imp_data.eval.published import PANDAS_NA, read_jsonl, read_tsv_rows
 from imp_data.eval.metrics import normalize_evalai_answer
 from imp_data.eval.xlsx import write_xlsx
 from imp_data.io import write_text_atomic
