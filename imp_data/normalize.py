@@ -5,7 +5,7 @@ order (LLaVA-665K keys several conversations by one COCO id), a record identical
 `duplicate_record` reject, and every candidate is checked with the `Sample` schema's rule functions — a
 failure becomes a reject whose reason names the broken rule. Counts reconcile exactly: read = normalized + rejected.
 
-Design choice: records go BATCH_ROWS at a time into Arrow columns, and a vectorised screen (`_screen`)
+Design choice: records go BATCH_ROWS at a time into Arrow columns, and a vectorised screen (`batch_screen`)
 marks every row that *might* break a rule — a superset, so the rules keep one definition: only marked
 (rare) rows go through `candidate_problems`, which decides and names the reason. Ids and duplicates stay a
 loop in file order, but only over rows whose id was seen before or repeats in the batch. A batch that is
@@ -21,23 +21,23 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from itertools import chain, compress, islice
+from itertools import compress, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from imp_data.batch_screen import (TURN_TYPE, Columns, column_fingerprints, columns, fingerprint_hashes,
+                                   fingerprint_text, screen)
 from imp_data.io import atomic_path, dumps_canonical, write_json_atomic
-from imp_data.schema import IMAGE_TOKEN, Reject, candidate_problems
+from imp_data.schema import Reject, candidate_problems
 from imp_data.sources.base import Candidate, Problem, Record
 
 BATCH_ROWS = 20_000
 
-TURN_TYPE = pa.struct([("from", pa.string()), ("value", pa.string())])
 SAMPLE_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -73,96 +73,6 @@ class SourceCounts:
     def check(self) -> None:
         total = self.normalized + sum(self.rejected.values())
         assert self.read == total, f"{self.source}: read {self.read} != normalized + rejected {total}"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# A batch as columns: duplicate fingerprints and the rule screen, vectorised.
-
-def _fingerprint_text(c: Candidate) -> str | None:
-    """What identifies a record's content (image + turns); None when its turns cannot be spelled (such a
-    record always breaks a rule)."""
-    try:
-        return "\x1e".join([c.image or "\x00"] + [f"{t['from']}\x1f{t['value']}" for t in c.conversations])
-    except (TypeError, KeyError):
-        return None
-
-
-def _hashes(texts: pa.Array) -> list[int | None]:
-    """64-bit hashes of fingerprint strings (null stays None). Only records sharing a native id are ever
-    compared, so a false duplicate has odds of ~2^-64 per pair."""
-    hashes = pl.from_arrow(texts).hash(seed=0).to_list()
-    if texts.null_count:
-        hashes = [None if t is None else h for t, h in zip(texts.to_pylist(), hashes)]
-    return hashes
-
-
-class _Columns(NamedTuple):
-    source_id: pa.Array
-    image: pa.Array
-    conversations: pa.Array
-    n_turns: np.ndarray
-
-
-def _columns(cands: list[Candidate], sids: list) -> _Columns | None:
-    """The batch as Arrow arrays (row i = candidate i), or None unless every candidate has `str` id and
-    image (or None) and a list of exactly-`{"from": str, "value": str}` dicts."""
-    images, convs = [c.image for c in cands], [c.conversations for c in cands]
-    if set(map(type, sids)) != {str} or not set(map(type, images)) <= {str, type(None)} \
-            or set(map(type, convs)) != {list}:
-        return None
-    turns = list(chain.from_iterable(convs))
-    if set(map(type, turns)) != {dict} or set(map(len, turns)) != {2}:
-        return None
-    try:
-        froms, values = list(map(itemgetter("from"), turns)), list(map(itemgetter("value"), turns))
-    except KeyError:
-        return None
-    if set(map(type, froms)) != {str} or set(map(type, values)) != {str}:
-        return None
-    n_turns = np.fromiter(map(len, convs), np.int32, len(convs))
-    offsets = np.concatenate([[0], np.cumsum(n_turns, dtype=np.int32)])
-    turn_arr = pa.StructArray.from_arrays([pa.array(froms, pa.string()), pa.array(values, pa.string())],
-                                          fields=list(TURN_TYPE))
-    conv_arr = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), turn_arr, type=pa.list_(TURN_TYPE))
-    return _Columns(pa.array(sids, pa.string()), pa.array(images, pa.string()), conv_arr, n_turns)
-
-
-def _column_fingerprints(cols: _Columns) -> list[int]:
-    """`_fingerprint_text` of every row, spelled column-wise, hashed."""
-    conv, turns = cols.conversations, cols.conversations.values
-    spelled = pc.binary_join_element_wise(turns.field("from"), turns.field("value"), "\x1f")
-    joined = pc.binary_join(pa.ListArray.from_arrays(conv.offsets, spelled), "\x1e")
-    image = pc.fill_null(cols.image, "")
-    image = pc.if_else(pc.equal(image, ""), "\x00", image)
-    return _hashes(pc.if_else(pa.array(cols.n_turns == 0), image, pc.binary_join_element_wise(image, joined, "\x1e")))
-
-
-def _bool(array: pa.Array) -> np.ndarray:
-    return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
-
-
-def _screen(cols: _Columns) -> np.ndarray:
-    """Rows that might break a schema rule: a SUPERSET of the failing rows (`candidate_problems` decides).
-
-    An unmarked row provably passes: >= 2 turns, an even count, roles alternating human/gpt, every value
-    holding a printable ASCII character (so not empty or whitespace), `<image>` exactly once in the first
-    turn iff there is an image, a non-empty id, and an image path with a printable character and no
-    leading '/' or '\\', drive letter, '..' or NUL.
-    """
-    n, offsets = cols.n_turns, cols.conversations.offsets.to_numpy()
-    marked = (n < 2) | (n % 2 == 1)
-    parent = np.repeat(np.arange(len(n)), n)
-    position = np.arange(offsets[-1]) - np.repeat(offsets[:-1], n)
-    role, value = cols.conversations.values.field("from"), cols.conversations.values.field("value")
-    role_ok = np.where(position % 2 == 1, _bool(pc.equal(role, "gpt")), _bool(pc.equal(role, "human")))
-    printable = _bool(pc.match_substring_regex(value, "[!-~]"))
-    has_image = _bool(pc.is_valid(cols.image))
-    tokens_ok = pc.count_substring(value, IMAGE_TOKEN).to_numpy() == ((position == 0) & has_image[parent])
-    marked[parent[~(role_ok & printable & tokens_ok)]] = True
-    marked |= _bool(pc.equal(pc.binary_length(cols.source_id), 0))
-    marked |= has_image & ~_bool(pc.match_substring_regex(cols.image, "[!-~]"))
-    marked |= _bool(pc.match_substring_regex(cols.image, r"^[/\\]|^[A-Za-z]:|\.\.|\x00"))
-    return marked
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -252,21 +162,21 @@ class _Normalizer:
         """Decide a batch; return the decisions and the accepted rows as a `_ROW_SCHEMA` table."""
         source, cands = self.source, [r for r in batch if not isinstance(r, Problem)]
         sids = [c.source_id for c in cands]
-        cols = _columns(cands, sids) if cands else None
+        cols = columns(cands, sids) if cands else None
         if cols is None:  # record by record, as the rules are written
-            fps = _hashes(pa.array([_fingerprint_text(c) for c in cands], pa.string()))
+            fps = fingerprint_hashes(pa.array([fingerprint_text(c) for c in cands], pa.string()))
             decided = _decide(source, batch, cands, sids, fps, True, None, self.seen)
             table = pa.Table.from_pylist([candidate_row(decided.sample_id(source, sids[j], j), source, cands[j],
                                                         self.order + i) for i, j in enumerate(decided.rows)],
                                          schema=_ROW_SCHEMA)
         else:
             once = pl.from_arrow(cols.source_id).is_unique().to_numpy()
-            decided = _decide(source, batch, cands, sids, _column_fingerprints(cols), _screen(cols), once, self.seen)
+            decided = _decide(source, batch, cands, sids, column_fingerprints(cols), screen(cols), once, self.seen)
             table = self._table(decided, cands, cols)
         self.order += table.num_rows
         return decided, table
 
-    def _table(self, decided: _Decided, cands: list[Candidate], cols: _Columns) -> pa.Table:
+    def _table(self, decided: _Decided, cands: list[Candidate], cols: Columns) -> pa.Table:
         rows, k = decided.rows, len(decided.rows)
         pick = (lambda a: a) if k == len(cands) else (lambda a, i=pa.array(rows, pa.int64()): a.take(i))
         suffix = [f"#{decided.repeats[j]}" if j in decided.repeats else "" for j in rows] if decided.repeats \
