@@ -111,6 +111,10 @@ class DecontamSpec(_Strict):
         default_factory=dict,
         description="benchmark name -> location: a folder laid out as LLaVA's playground/data/eval/<name> (read "
         "by the eval job's adapter for that benchmark), or an image archive / glob of archives as published.")
+    scope: Literal["asked", "all"] = Field(
+        default="asked",
+        description="For a benchmark folder in the eval layout: 'asked' = the images its questions ask about "
+        "(POPE's 500 val2014 images), 'all' = every image of its download, all splits.")
     max_distance: int = Field(default=4, ge=0, le=32, description="phash Hamming distance that counts as a match.")
     drop: bool = Field(default=True, description="False: report only.")
     max_remaining: int | None = Field(

@@ -1,6 +1,6 @@
 """Decontamination end to end on the demo (issue 6): the benchmark sets are read by the eval job's own
-adapters (`imp_data.eval.benchmarks.list_images`, MMBench's base64 images included) or, as published, from
-an archive; with the TextCaps rule off every TextCaps/TextVQA overlap is found — the exact copy and the
+split loaders (the images the questions ask about, MMBench's base64 images included; `scope: all` lists the
+whole download with `imp_data.eval.benchmarks.list_images`) or, as published, from an archive; with the TextCaps rule off every TextCaps/TextVQA overlap is found — the exact copy and the
 re-encoded and resized-and-cropped ones — with it on the report says none remain; the removal table
 reconciles with stats and the shard index; and the blocking check's library side
 (`imp_data.quality.contamination_left`) fails when matching samples are in the plan beyond the policy.
@@ -127,6 +127,8 @@ def test_eval_layout_lists_the_images_its_questions_ask_about(tmp_path):
     (roots["pope"] / "val2014" / "COCO_val2014_000000999999.jpg").write_bytes(pictures.photo(random.Random(9)))
     listed = [n for n, _ in list_benchmark_images(roots["pope"], "pope")]
     assert sorted(listed) == sorted(f"val2014/{a}" for a in asked)
+    everything = [n for n, _ in list_benchmark_images(roots["pope"], "pope", scope="all")]  # the whole download
+    assert sorted(everything) == sorted([*listed, "val2014/COCO_val2014_000000999999.jpg"])
     (roots["pope"] / "val2014" / sorted(asked)[0]).unlink()
     with pytest.raises(ImpDataError, match="names an image that cannot be read"):
         list(list_benchmark_images(roots["pope"], "pope"))

@@ -52,15 +52,20 @@ def asked_images(name: str, root: Path):
                 yield str(where), data
 
 
-def list_benchmark_images(location: Path, name: str | None = None):
-    """(image name, bytes) of every image of one benchmark set: the images its questions ask about when
-    `location` is a folder in the eval layout of benchmark `name`, else every image file of the folder,
+def list_benchmark_images(location: Path, name: str | None = None, scope: str = "asked"):
+    """(image name, bytes) of every image of one benchmark set. For a folder in the eval layout of benchmark
+    `name`: the images its questions ask about (`scope` "asked"), or every image of its download, all
+    splits (`scope` "all": `imp_data.eval.benchmarks.list_images`). Else every image file of the folder,
     archive or glob of archives."""
+    from imp_data.eval.benchmarks import list_images
+    from imp_data.eval.splits import BENCHMARKS
     from imp_data.fetch.archives import Archive, is_archive
 
     if name is not None and location.is_dir():
         listed = False
-        for entry in asked_images(name, location):
+        eval_images = list_images(name, location) if scope == "all" and name in BENCHMARKS else \
+            asked_images(name, location)
+        for entry in eval_images:
             listed = True
             yield entry
         if listed:
@@ -81,12 +86,12 @@ def list_benchmark_images(location: Path, name: str | None = None):
                     yield member, archive.read(member)
 
 
-def benchmark_hashes(name: str, location: Path) -> pl.DataFrame:
+def benchmark_hashes(name: str, location: Path, scope: str = "asked") -> pl.DataFrame:
     """(benchmark, image_name, sha256, phash) of every decodable image of one benchmark set."""
     from imp_data.images import hash_image
 
     rows = []
-    for image_name, data in list_benchmark_images(location, name):
+    for image_name, data in list_benchmark_images(location, name, scope):
         try:
             sha, phash = hash_image(data)
         except ImageError as err:  # it cannot contaminate anything, but say so: nothing is skipped silently
@@ -119,7 +124,7 @@ def removals_for_mix(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFram
              .join(selected.select("id", "source", "source_id"), on="id"))
     bench = None
     if spec.decontaminate.benchmarks:
-        bench = pl.concat([benchmark_hashes(name, benchmark_location(ctx, name, loc))
+        bench = pl.concat([benchmark_hashes(name, benchmark_location(ctx, name, loc), spec.decontaminate.scope)
                            for name, loc in sorted(spec.decontaminate.benchmarks.items())])
     removed, contamination = plan_removals(frame, bench, spec.dedup, spec.decontaminate)
     with atomic_path(ctx.layout.mix(mix) / "contamination.parquet") as tmp:
