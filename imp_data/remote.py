@@ -11,7 +11,6 @@ single PUT (atomic on S3), objects whose size and sha256 already match are skipp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import sys
@@ -20,17 +19,10 @@ from pathlib import Path
 import fsspec
 
 from imp_data.errors import ImpDataError
+from imp_data.io import file_sha256
 
 MANIFEST = "_published.json"
 FILES = ("index.parquet", "rejects.parquet", "stats.json", "report.md", "plan.parquet")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _mix_files(mix_dir: Path) -> list[Path]:
@@ -52,7 +44,7 @@ def publish_mix(mix_dir: str | Path, url: str, **storage_options) -> dict:
     files, counts = {}, {"uploaded": 0, "skipped": 0}
     for path in _mix_files(mix_dir):
         rel = str(path.relative_to(mix_dir))
-        entry = {"size": path.stat().st_size, "sha256": _sha256(path)}
+        entry = {"size": path.stat().st_size, "sha256": file_sha256(path)}
         files[rel] = entry
         target = f"{root}/{rel}"
         if old.get(rel) == entry and fs.exists(target) and fs.size(target) == entry["size"]:

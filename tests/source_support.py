@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imp_data.fixtures.llava import SAMPLES  # the real published records (see its PROVENANCE.md)
 from imp_data.sources.registry import get_adapter
 
 

@@ -21,7 +21,8 @@ import pytest
 from imp_data.errors import FetchError
 from imp_data.fetch.image_store import ImageStore
 from imp_data.fetch.locations import resolve_location
-from imp_data.fetch.marker import file_sha256, marker_path, read_marker
+from imp_data.fetch.marker import marker_path, read_marker
+from imp_data.io import file_sha256
 from tests.servers import no_external_network  # noqa: F401 - autouse guard
 from tests.servers.hub_server import HubServer
 from tests.servers.image_server import make_image, wait_until

@@ -8,7 +8,6 @@ Run: pytest tests/test_sources_errors.py
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -6,7 +6,6 @@ Run: pytest tests/test_sources_llava.py
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

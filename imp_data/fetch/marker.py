@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from imp_data.io import file_sha256
+
 MARKER_DIR = ".imp-fetch"
 MARKER_VERSION = 1
 Verify = Literal["size", "sha256"]
@@ -32,21 +34,6 @@ class FileRecord:
     path: str
     size: int
     sha256: str
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks.
-
-    Example:
-        >>> import tempfile; p = Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"abc")
-        >>> file_sha256(p)[:12]
-        'ba7816bf8f01'
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def marker_path(dest: Path, location: str, files: Sequence[str] | None = None) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from imp_data.errors import ShardError
-from imp_data.shards.writer import file_sha256
+from imp_data.io import file_sha256
 
 
 def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict, bytes | None]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imp_data.io import atomic_path
+from imp_data.io import atomic_path, file_sha256
 
 TAR_FORMAT = tarfile.USTAR_FORMAT  # keys are short: no PAX/GNU extension headers, widest compatibility
 
@@ -100,14 +100,6 @@ class _TarStream:
         self.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
         if self.offset % tarfile.RECORDSIZE:
             self.write(tarfile.NUL * (tarfile.RECORDSIZE - self.offset % tarfile.RECORDSIZE))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_shard(tar_path: Path, index_part: Path, shard: int, members: list[Member]) -> list[dict]:

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from imp_data.errors import ImpDataError, ShardError
-from imp_data.shards.writer import file_sha256
+from imp_data.io import file_sha256
 from imp_data.train.sampler import modality_lengths, sample_order
 
 log = logging.getLogger(__name__)
