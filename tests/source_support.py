@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from imp_data.fixtures.llava import SAMPLES  # noqa: F401 - re-exported: the real published records (see its PROVENANCE.md)
 from imp_data.sources.registry import get_adapter
 
 
