@@ -2,7 +2,8 @@
 
 Each stage reads the files the previous one wrote and writes its own atomically, so any stage can be
 rerun alone (a Dagster asset materialization) and a crashed build resumes. `build()` chains them for
-the CLI. Paths follow DESIGN §4; `Layout` is the one place that spells them.
+the CLI. Paths follow DESIGN §4; `Layout` (imp_data.layout) is the one place that spells them. With a
+data root in object storage, `@synced` pulls each stage's inputs and pushes its outputs.
 """
 
 from __future__ import annotations
@@ -13,68 +14,13 @@ from pathlib import Path
 
 import polars as pl
 
+from imp_data.dataroot import RemoteRoot
 from imp_data.errors import ImpDataError
+from imp_data.layout import Layout
 from imp_data.recipe import ImageRoot, Recipe, SourceSpec
+from imp_data.stage_sync import synced
 
 STAGES = ("fetch", "normalized", "selected", "rendered", "planned", "shards", "report")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where every output of a build lives under the data root."""
-
-    root: Path
-
-    def raw(self, source: str) -> Path:
-        return self.root / "raw" / source
-
-    def normalized(self, source: str) -> Path:
-        return self.root / "normalized" / f"{source}.parquet"
-
-    def source_rejects(self, source: str) -> Path:
-        return self.root / "rejects" / f"{source}.parquet"
-
-    def mix(self, mix: str) -> Path:
-        return self.root / "mixes" / mix
-
-    def selected(self, mix: str) -> Path:
-        return self.mix(mix) / "selected.parquet"
-
-    def drops(self, mix: str) -> Path:
-        return self.mix(mix) / "drops.parquet"
-
-    def render_dir(self, mix: str) -> Path:
-        return self.mix(mix) / "render"
-
-    def renders(self, mix: str) -> Path:
-        return self.mix(mix) / "renders.parquet"
-
-    def removals(self, mix: str) -> Path:
-        return self.mix(mix) / "removals.parquet"
-
-    def plan(self, mix: str) -> Path:
-        return self.mix(mix) / "plan.parquet"
-
-    def shards_dir(self, mix: str) -> Path:
-        return self.mix(mix) / "shards"
-
-    def index_parts(self, mix: str) -> Path:
-        return self.shards_dir(mix) / ".parts"
-
-    def index(self, mix: str) -> Path:
-        return self.mix(mix) / "index.parquet"
-
-    def wids(self, mix: str) -> Path:
-        return self.shards_dir(mix) / "index.wids.json"
-
-    def rejects(self, mix: str) -> Path:
-        return self.mix(mix) / "rejects.parquet"
-
-    def stats(self, mix: str) -> Path:
-        return self.mix(mix) / "stats.json"
-
-    def report(self, mix: str) -> Path:
-        return self.mix(mix) / "report.md"
 
 
 @dataclass
@@ -87,6 +33,7 @@ class BuildContext:
     progress: bool = True
     log: callable = print
     download: object | None = None  # imp_data.fetch.http.DownloadConfig for URL-only sources (None: defaults)
+    remote: RemoteRoot | None = None  # data root in object storage; data_root is then its local cache
     _roots: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -143,6 +90,7 @@ def read_frame(path: Path, what: str, hint: str) -> pl.DataFrame:
 # source stages
 
 
+@synced("fetch")
 def fetch_source(ctx: BuildContext, source: str) -> Path:
     """Make the source's annotation files available locally; return the directory the adapter reads."""
     from imp_data.sources.registry import get_adapter
@@ -163,6 +111,7 @@ def fetch_source(ctx: BuildContext, source: str) -> Path:
     return root
 
 
+@synced("normalize")
 def normalize_source(ctx: BuildContext, source: str):
     """Adapter records -> normalized/<source>.parquet + rejects/<source>.parquet; returns SourceCounts."""
     from imp_data.normalize import normalize_records
@@ -181,6 +130,7 @@ def normalize_source(ctx: BuildContext, source: str):
     return counts
 
 
+@synced("downloads")
 def download_source_images(ctx: BuildContext, source: str) -> dict | None:
     """For URL-only sources (`download_images: true`): fetch every image URL of the normalized samples
     into raw/<source>/; returns the download summary (success rate by reason), None when not configured."""
@@ -201,6 +151,7 @@ DROP_COLUMNS = {"id": pl.String, "source": pl.String, "source_id": pl.String, "s
                 "reason": pl.String, "detail": pl.String, "kept_id": pl.String, "distance": pl.Int32}
 
 
+@synced("select")
 def select_mix(ctx: BuildContext, mix: str) -> dict:
     """Drop rules + take-N for every source of the mix -> selected.parquet and drops.parquet."""
     from imp_data.io import atomic_path
@@ -231,6 +182,7 @@ def select_mix(ctx: BuildContext, mix: str) -> dict:
     return summary
 
 
+@synced("render")
 def render_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     """Render every selected image once into the mix's render cache -> renders.parquet (hashes, rejects)."""
     from imp_data.io import atomic_path
@@ -253,6 +205,7 @@ def render_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     return renders
 
 
+@synced("dedup")
 def dedup_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     """Dedup + decontamination over rendered hashes -> removals.parquet (empty when both are off)."""
     from imp_data.io import atomic_path
@@ -266,6 +219,7 @@ def dedup_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     return removals
 
 
+@synced("plan")
 def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
     """Kept samples (selected - render rejects - removals) in seeded shuffled order -> plan.parquet.
 
@@ -298,6 +252,7 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
     return order
 
 
+@synced("finalize")
 def finalize_mix(ctx: BuildContext, mix: str) -> dict:
     """Index, wids list, rejects table and stats for a mix whose shards are all written."""
     from imp_data.shards.assemble import finalize_index, gather_rejects
@@ -308,6 +263,7 @@ def finalize_mix(ctx: BuildContext, mix: str) -> dict:
     return write_stats(ctx, mix)
 
 
+@synced("report")
 def report_mix(ctx: BuildContext, mix: str) -> Path:
     """report.md + charts from stats.json."""
     from imp_data.report import write_report

@@ -28,9 +28,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from imp_data.build import BuildContext, build
     from imp_data.recipe import load_recipe
 
+    from imp_data.dataroot import open_data_root
+
     recipe = load_recipe(args.recipe)
-    ctx = BuildContext(recipe=recipe, data_root=Path(args.data_root).resolve(), workers=args.workers,
-                       progress=not args.quiet)
+    local, remote = open_data_root(args.data_root, args.cache)
+    ctx = BuildContext(recipe=recipe, data_root=local, workers=args.workers, progress=not args.quiet, remote=remote)
+    if remote is not None:
+        print(f"data root {remote.url} (working in {local})")
     sources = [s for s in args.sources.split(",") if s] if args.sources else None
     result = build(ctx, sources=sources, until=args.until, mixes=args.mix or None)
     _print_reconciliation(result["rows"])
@@ -98,7 +102,17 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from imp_data.train.loop import train
 
-    out = train(Path(args.run), resume=args.resume, overrides=args.set or [], data_root=args.data_root)
+    data_root = args.data_root
+    if data_root is not None and "://" in data_root:  # a bucket: this node pulls the mix into its cache first
+        from imp_data.dataroot import open_data_root
+        from imp_data.layout import Layout
+        from imp_data.stage_sync import pull_built_mix
+        from imp_data.train.config import load_run
+
+        local, remote = open_data_root(data_root, args.cache)
+        pull_built_mix(remote, Layout(local), load_run(Path(args.run), args.set or []).mix)
+        data_root = str(local)
+    out = train(Path(args.run), resume=args.resume, overrides=args.set or [], data_root=data_root)
     print(f"run written to {out}")
     return 0
 
@@ -149,7 +163,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("build", help="fetch -> normalize -> plan -> shards -> report for a recipe")
     s.add_argument("recipe", help="recipe YAML (manifests/*.yaml)")
     s.add_argument("--data-root", default=os.environ.get("IMP_DATA_ROOT", "data"),
-                   help="root of raw/, normalized/, mixes/ (default $IMP_DATA_ROOT or ./data)")
+                   help="root of raw/, normalized/, mixes/ (default $IMP_DATA_ROOT or ./data): a directory, or an "
+                   "fsspec URL such as s3://bucket/imp (credentials from the environment) whose stages run in --cache")
+    s.add_argument("--cache", default=None,
+                   help="local working copy of a URL data root (default $IMP_DATA_CACHE/<root>, ~/.cache/imp-data)")
     s.add_argument("--sources", help="comma-separated sources: fetch and normalize just these")
     s.add_argument("--mix", action="append", help="build only this mix (repeatable)")
     s.add_argument("--until", help="stop after a stage: fetch, normalized, selected, rendered, planned, shards")
@@ -183,7 +200,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train stage 1 or 2 on a mix's shards (CPU tiny or GPU real)")
     s.add_argument("run", help="run recipe (manifests/runs/*.yaml)")
     s.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    s.add_argument("--data-root", default=None, help="overrides the run recipe's data root")
+    s.add_argument("--data-root", default=None, help="overrides the run recipe's data root; an s3://… root is "
+                   "pulled into --cache first (the mix's index and shards)")
+    s.add_argument("--cache", default=None, help="local copy of a URL data root (default $IMP_DATA_CACHE/<root>)")
     s.add_argument("--set", action="append", metavar="A.B=VALUE", help="override a config field (repeatable)")
     s.set_defaults(func=cmd_train)
 

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from imp_data import build as stages
+from imp_data import stage_sync
 from imp_data.mix.plan import shard_count
 from imp_data.recipe import Recipe
 from imp_data.report import source_table
@@ -123,6 +124,8 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
               kinds={"webdataset"}, description="WebDataset tars (partition k holds shards s with s mod N == k)")
     def shards(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.MaterializeResult:
         ctx = data_root.context(recipe)
+        if ctx.remote is not None:
+            stage_sync.pull_plan_only(ctx, mix)
         n_shards = shard_count(pl.read_parquet(ctx.layout.plan(mix), columns=["shard"]))
         # a run may cover one partition or a range of them (a single-run backfill)
         mine = sorted(s for key in context.partition_keys for s in partition_shards(key, spec.partitions, n_shards))

@@ -34,7 +34,7 @@ def source_checks(recipe: Recipe, source: str) -> list[dg.AssetChecksDefinition]
     @dg.asset_check(asset=normalized_key(source), name="check_schema_valid", blocking=True,
                     description="Every normalized row validates against the Sample schema; ids are unique")
     def check_schema_valid(data_root: DataRoot) -> dg.AssetCheckResult:
-        path = data_root.context(recipe).layout.normalized(source)
+        path = data_root.context_pulled(recipe, source=source).layout.normalized(source)
         problems = validate_normalized(path, 20)
         metadata, why = _problems(problems, "schema problem(s)")
         return dg.AssetCheckResult(passed=not problems, metadata=metadata, description=why)
@@ -46,7 +46,7 @@ def mix_checks(recipe: Recipe, mix: str) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset=mix_key(mix, "selection"), name="check_counts_match_targets", blocking=True,
                     description="Each source selected its recipe target, or the shortfall is explained by rejects")
     def check_counts_match_targets(data_root: DataRoot) -> dg.AssetCheckResult:
-        rows = target_report(data_root.context(recipe), mix)
+        rows = target_report(data_root.context_pulled(recipe, mix), mix)
         table = "| source | target | selected | ok | why |\n|---|---:|---:|---|---|\n" + "\n".join(
             f"| {r['source']} | {r['target']} | {r['selected']} | {'yes' if r['ok'] else 'NO'} | {r['why']} |" for r in rows)
         bad = [f"{r['source']} selected {r['selected']} of {r['target']} ({r['why']})" for r in rows if not r["ok"]]
@@ -57,7 +57,7 @@ def mix_checks(recipe: Recipe, mix: str) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset=mix_key(mix, "renders"), name="check_reject_rate", blocking=True,
                     description="Rejected records (normalize + render) stay under the recipe's max_reject_rate")
     def check_reject_rate(data_root: DataRoot) -> dg.AssetCheckResult:
-        r = reject_rate(data_root.context(recipe), mix)
+        r = reject_rate(data_root.context_pulled(recipe, mix), mix)
         return dg.AssetCheckResult(passed=r["ok"], metadata={
             "reject_rate": r["rate"], "limit": r["limit"], "rejected": r["rejected"], "read": r["read"],
             "per_source": dg.MetadataValue.json(r["per_source"])},
@@ -68,7 +68,7 @@ def mix_checks(recipe: Recipe, mix: str) -> list[dg.AssetChecksDefinition]:
                     description="Training samples in plan.parquet that match a benchmark image stay within the "
                     "decontamination policy's limit (0 when it drops)")
     def check_no_contamination_above_policy(data_root: DataRoot) -> dg.AssetCheckResult:
-        r = contamination_left(data_root.context(recipe), mix)
+        r = contamination_left(data_root.context_pulled(recipe, mix), mix)
         why = r.get("problem") or (f"{r['left']} of {r['matched']} benchmark-matching samples left in the plan "
                                    f"(policy {r['policy']}, limit {r.get('limit')})")
         return dg.AssetCheckResult(passed=r["ok"], metadata={k: _metadata_value(v) for k, v in r.items()},
@@ -77,7 +77,7 @@ def mix_checks(recipe: Recipe, mix: str) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset=mix_key(mix, "index"), name="check_index_matches_shards", blocking=True,
                     description="index.parquet rows equal the tar contents and every checksum matches")
     def check_index_matches_shards(data_root: DataRoot) -> dg.AssetCheckResult:
-        problems = verify_mix(data_root.context(recipe).layout.mix(mix))
+        problems = verify_mix(data_root.context_pulled(recipe, mix, shards=True).layout.mix(mix))
         metadata, why = _problems(problems, "index/shard mismatch(es)")
         return dg.AssetCheckResult(passed=not problems, metadata=metadata, description=why)
 
@@ -85,7 +85,7 @@ def mix_checks(recipe: Recipe, mix: str) -> list[dg.AssetChecksDefinition]:
                     description="Per source, the samples in the shards (stats.json `taken`) equal the recipe "
                     "target, or the shortfall is explained by render rejects and dedup/decontamination removals")
     def check_taken_counts_match_targets(data_root: DataRoot) -> dg.AssetCheckResult:
-        rows = end_counts(data_root.context(recipe), mix)
+        rows = end_counts(data_root.context_pulled(recipe, mix), mix)
         table = ("| source | target | selected | taken | shortfall | ok | why |\n|---|---:|---:|---:|---:|---|---|\n"
                  + "\n".join(f"| {r['source']} | {r['target']} | {r['selected']} | {r['taken']} | {r['shortfall']} | "
                              f"{'yes' if r['ok'] else 'NO'} | {r['why']} |" for r in rows))

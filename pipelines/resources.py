@@ -1,5 +1,5 @@
 """Resources: where the data root is, and how fetching behaves. Set from the environment by default
-(IMP_DATA_ROOT, IMP_DATA_WORKERS, HF_ENDPOINT), configurable per run in the launchpad."""
+(IMP_DATA_ROOT, IMP_DATA_CACHE_DIR, IMP_DATA_WORKERS, HF_ENDPOINT), configurable per run in the launchpad."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from imp_data.build import BuildContext
+from imp_data.dataroot import RemoteRoot, open_data_root
 from imp_data.recipe import Recipe
 
 
@@ -16,11 +17,35 @@ class DataRoot(dg.ConfigurableResource):
     """The data root every asset reads and writes under (DESIGN §4 layout)."""
 
     path: str = os.environ.get("IMP_DATA_ROOT", "data")
+    """A directory, or an fsspec URL (s3://bucket/imp): each step then pulls its inputs into `cache`."""
+    cache: str = os.environ.get("IMP_DATA_CACHE_DIR", "")
+    """Local working copy of a URL data root (empty: $IMP_DATA_CACHE/<root>, ~/.cache/imp-data)."""
     workers: int = int(os.environ.get("IMP_DATA_WORKERS", "1"))
 
     def context(self, recipe: Recipe, fetch: "FetchSettings | None" = None) -> BuildContext:
-        return BuildContext(recipe=recipe, data_root=Path(self.path).resolve(), workers=self.workers, progress=False,
-                            download=fetch.download_config() if fetch else None)
+        local, remote = open_data_root(self.path, self.cache or None)
+        return BuildContext(recipe=recipe, data_root=local, workers=self.workers, progress=False,
+                            download=fetch.download_config() if fetch else None, remote=remote)
+
+    def open(self) -> tuple[Path, RemoteRoot | None]:
+        """(the directory the stages work in: the data root itself or a URL root's cache, the remote root)."""
+        return open_data_root(self.path, self.cache or None)
+
+    def context_pulled(self, recipe: Recipe, mix: str | None = None, *, source: str | None = None,
+                       shards: bool = False) -> BuildContext:
+        """A context whose cache holds what a check reads: the source's normalized table, or the mix's
+        tables (and with `shards`, its tars). With a local data root nothing moves."""
+        from imp_data import stage_sync
+
+        ctx = self.context(recipe)
+        if ctx.remote is not None:
+            if source is not None:
+                ctx.remote.pull(stage_sync.normalized_unit(source))
+            if mix is not None:
+                stage_sync.pull_mix_tables(ctx, mix)
+                if shards:
+                    stage_sync.pull_built_mix(ctx.remote, ctx.layout, mix)
+        return ctx
 
 
 class FetchSettings(dg.ConfigurableResource):

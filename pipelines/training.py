@@ -66,7 +66,13 @@ def run_assets(name: str, path: Path, cfg: RunConfig, names: set[str]) -> list[d
         from imp_data.train.loop import train
         from imp_data.train.summary import summarize_run
 
-        s = summarize_run(train(path, data_root=str(Path(data_root.path).resolve())))
+        from imp_data.layout import Layout
+        from imp_data.stage_sync import pull_built_mix
+
+        local, remote = data_root.open()
+        if remote is not None:  # a data root in object storage: the mix into its cache first
+            pull_built_mix(remote, Layout(local), cfg.mix)
+        s = summarize_run(train(path, data_root=str(local)))
         return dg.MaterializeResult(metadata={
             "final_loss": s["final_loss"], "steps": s["steps"], "samples_per_s": s["samples_per_s"],
             "checkpoint": dg.MetadataValue.path(s["checkpoint"]), "log": dg.MetadataValue.path(s["log"])})
@@ -82,7 +88,7 @@ def run_assets(name: str, path: Path, cfg: RunConfig, names: set[str]) -> list[d
 
         from imp_data.eval.job import evaluate_run
 
-        out = evaluate_run(path, data_root=str(Path(data_root.path).resolve()))
+        out = evaluate_run(path, data_root=str(data_root.open()[0]))
         results = json.loads(out.read_text())
         return dg.MaterializeResult(metadata={
             "metrics": dg.MetadataValue.md(out.with_name("metrics.md").read_text()),

@@ -20,7 +20,8 @@ from pathlib import Path
 import polars as pl
 import webdataset as wds
 
-from imp_data.build import BuildContext, Layout, build
+from imp_data.build import BuildContext, build
+from imp_data.layout import Layout
 from imp_data.export import export_llava
 from imp_data.recipe import load_recipe
 from tests.conftest import DEMO_RECIPE, build_demo

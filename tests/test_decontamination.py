@@ -163,14 +163,14 @@ def test_a_published_url_is_fetched_once_then_read_in_place(tmp_path):
     """imp_1m names TextVQA's image zip by its URL: fetched into DATA/raw/benchmarks/<name>/ once, hashed there."""
     from types import SimpleNamespace
 
-    from imp_data.build import Layout
+    from imp_data.layout import Layout
     from imp_data.mix.dedup_policy import benchmark_location
     from tests.servers.image_server import ImageServer
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("train_images/0.jpg", pictures.photo(random.Random(1), 64, 48))
-    ctx = SimpleNamespace(data_root=tmp_path, layout=Layout(tmp_path), progress=False)
+    ctx = SimpleNamespace(data_root=tmp_path, layout=Layout(tmp_path), progress=False, remote=None)
     with ImageServer() as server:
         url = server.add_file("textvqa/train_val_images.zip", buf.getvalue())
         path = benchmark_location(ctx, "textvqa", url)

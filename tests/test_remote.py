@@ -14,25 +14,13 @@ import pytest
 import webdataset as wds
 
 from imp_data.remote import publish_mix, shard_urls
+from tests.servers.s3_server import s3_server
 
 
 @pytest.fixture()
-def s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
-        monkeypatch.setenv(key, value)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem()
-    fs.mkdir("imp-bucket")
-    yield fs
-    server.stop()
+def s3():
+    with s3_server() as fs:
+        yield fs
 
 
 def test_publish_and_stream_back(demo_build, s3):

@@ -110,9 +110,18 @@ def benchmark_location(ctx, name: str, location: str) -> Path:
 
     local = local_location(location, ctx.data_root)
     if local is not None:
+        if ctx.remote is not None and not Path(location).expanduser().is_absolute():
+            ctx.remote.pull_tree(location)  # a folder placed in the bucket
         return local
-    return resolve_location(location, ctx.data_root, files=None, cache_dir=ctx.layout.root / "raw" / "benchmarks" / name,
-                            progress=ctx.progress)
+    from imp_data.stage_sync import benchmark_unit
+
+    unit, cache_dir = benchmark_unit(name), ctx.layout.root / "raw" / "benchmarks" / name
+    if ctx.remote is not None:
+        ctx.remote.pull(unit)
+    path = resolve_location(location, ctx.data_root, files=None, cache_dir=cache_dir, progress=ctx.progress)
+    if ctx.remote is not None:
+        ctx.remote.push(unit, sorted(p for p in cache_dir.rglob("*") if p.is_file()))
+    return path
 
 
 def removals_for_mix(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFrame) -> pl.DataFrame:

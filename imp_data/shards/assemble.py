@@ -101,12 +101,18 @@ def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, prog
     Workers get only shard numbers and read their own rows, so the parent stays small and the work
     splits evenly across processes.
     """
+    from imp_data import stage_sync
+
     layout = ctx.layout
+    if ctx.remote is not None:
+        stage_sync.pull_plan_only(ctx, mix)
     n_shards = shard_count(pl.read_parquet(layout.plan(mix), columns=["shard"]))
     wanted = range(n_shards) if shards is None else sorted(set(shards))
     outside = [s for s in wanted if not 0 <= s < n_shards]
     if outside:
         raise ShardError(f"shard {outside[0]} of mix {mix!r} is not in the plan ({n_shards} shards)")
+    if ctx.remote is not None:
+        stage_sync.pull_for_shards(ctx, mix, list(wanted))
     render = ctx.recipe.mix_render(mix)
     locations = {s: ctx.recipe.sources[s].location for s in ctx.sources_of(mix)}
     layout.shards_dir(mix).mkdir(parents=True, exist_ok=True)
@@ -117,7 +123,9 @@ def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, prog
     counts = {"written": 0, "skipped": 0}
 
     def tally(results: Iterable[tuple[int, bool]]) -> None:
-        for _, written in results:
+        for shard, written in results:
+            if ctx.remote is not None:
+                stage_sync.push_shard(ctx, mix, shard)  # as each one lands: a killed run loses one shard at most
             counts["written" if written else "skipped"] += 1
             if progress is not None:
                 progress(1)

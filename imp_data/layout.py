@@ -1,0 +1,68 @@
+"""Where every output of a build lives under the data root (DESIGN §4): the one place that spells paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where every output of a build lives under the data root."""
+
+    root: Path
+
+    def raw(self, source: str) -> Path:
+        return self.root / "raw" / source
+
+    def normalized(self, source: str) -> Path:
+        return self.root / "normalized" / f"{source}.parquet"
+
+    def source_counts(self, source: str) -> Path:
+        """read / normalized / rejected-by-reason of the last normalize (imp_data.normalize writes it)."""
+        return self.normalized(source).with_suffix(".counts.json")
+
+    def source_rejects(self, source: str) -> Path:
+        return self.root / "rejects" / f"{source}.parquet"
+
+    def mix(self, mix: str) -> Path:
+        return self.root / "mixes" / mix
+
+    def selected(self, mix: str) -> Path:
+        return self.mix(mix) / "selected.parquet"
+
+    def drops(self, mix: str) -> Path:
+        return self.mix(mix) / "drops.parquet"
+
+    def render_dir(self, mix: str) -> Path:
+        return self.mix(mix) / "render"
+
+    def renders(self, mix: str) -> Path:
+        return self.mix(mix) / "renders.parquet"
+
+    def removals(self, mix: str) -> Path:
+        return self.mix(mix) / "removals.parquet"
+
+    def plan(self, mix: str) -> Path:
+        return self.mix(mix) / "plan.parquet"
+
+    def shards_dir(self, mix: str) -> Path:
+        return self.mix(mix) / "shards"
+
+    def index_parts(self, mix: str) -> Path:
+        return self.shards_dir(mix) / ".parts"
+
+    def index(self, mix: str) -> Path:
+        return self.mix(mix) / "index.parquet"
+
+    def wids(self, mix: str) -> Path:
+        return self.shards_dir(mix) / "index.wids.json"
+
+    def rejects(self, mix: str) -> Path:
+        return self.mix(mix) / "rejects.parquet"
+
+    def stats(self, mix: str) -> Path:
+        return self.mix(mix) / "stats.json"
+
+    def report(self, mix: str) -> Path:
+        return self.mix(mix) / "report.md"

@@ -1,0 +1,230 @@
+"""What each build stage pulls from and pushes to a remote data root (mechanics: `imp_data.dataroot`).
+
+`@synced(stage)` wraps a stage function `(ctx, subject, ...)`. With a local data root it changes nothing.
+With a remote one it pulls the units the stage reads before it runs, and pushes the units it wrote once it
+returns. So a Dagster step on a fresh pod (or `imp-data build` on another machine) finds its inputs and
+leaves its outputs in the bucket. Shards are the exception: `write_mix_shards` pulls and pushes one
+shard at a time through `pull_for_shards` and `push_shard`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+# ---- unit names: one place --------------------------------------------------------------------------
+
+
+def raw_unit(source: str) -> str:
+    return f"raw/{source}"
+
+
+def normalized_unit(source: str) -> str:
+    return f"normalized/{source}"
+
+
+def mix_unit(mix: str, what: str) -> str:
+    return f"mixes/{mix}/{what}"
+
+
+def benchmark_unit(name: str) -> str:
+    return f"raw/benchmarks/{name}"
+
+
+def shard_unit(mix: str, shard: int) -> str:
+    return f"mixes/{mix}/shards/{shard:06d}"
+
+
+def _tree_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []
+
+
+def _relative_locations(ctx, source: str, *, images: bool) -> list[str]:
+    """The source's locations that are folders under the data root (placed in the bucket by hand)."""
+    spec = ctx.source(source)
+    locations = [r.location for r in spec.images] if images else [spec.location]
+    return [loc for loc in locations if "://" not in loc and not Path(loc).expanduser().is_absolute()]
+
+
+# ---- per stage ------------------------------------------------------------------------------------
+
+
+def _pull_fetch(ctx, source: str) -> None:
+    for location in _relative_locations(ctx, source, images=False):
+        if ctx.remote.pull_tree(location) == 0 and not (ctx.data_root / location).exists():
+            from imp_data.errors import ImpDataError
+
+            raise ImpDataError(f"{ctx.remote.url}/{location}: nothing there for source {source!r} — upload the "
+                               "source's files to the data root or point its location elsewhere")
+    ctx.remote.pull(raw_unit(source))
+
+
+def _push_raw(ctx, source: str) -> None:
+    ctx.remote.push(raw_unit(source), _tree_files(ctx.layout.raw(source)))
+
+
+def _push_normalized(ctx, source: str) -> None:
+    ctx.remote.push(normalized_unit(source), [ctx.layout.normalized(source), ctx.layout.source_counts(source),
+                                                     ctx.layout.source_rejects(source)])
+
+
+def _pull_normalized(ctx, mix: str) -> None:
+    for source in ctx.sources_of(mix):
+        ctx.remote.pull(normalized_unit(source))
+
+
+def _push_selection(ctx, mix: str) -> None:
+    ctx.remote.push(mix_unit(mix, "selection"), [ctx.layout.selected(mix), ctx.layout.drops(mix)])
+
+
+def _pull_render(ctx, mix: str) -> None:
+    """Selection, the image folders and the render tables: chunks already rendered are not redone, and
+    their JPEGs stay in the bucket until a shard needs them."""
+    ctx.remote.pull(mix_unit(mix, "selection"))
+    for source in ctx.sources_of(mix):
+        for location in _relative_locations(ctx, source, images=True):
+            ctx.remote.pull_tree(location)
+        ctx.remote.pull(raw_unit(source))
+    ctx.remote.pull(mix_unit(mix, "renders"))
+
+
+def _push_render(ctx, mix: str) -> None:
+    render_dir = ctx.layout.render_dir(mix)
+    tables = sorted(render_dir.glob("*/*/chunk-*.parquet"))  # render/<source>/<settings tag>/
+    ctx.remote.push(mix_unit(mix, "renders"), [ctx.layout.renders(mix), *tables], bulk=[render_dir / "cache"])
+    for source in ctx.sources_of(mix):  # image roots on the Hub or at URLs were fetched into raw/<source>
+        _push_raw(ctx, source)
+
+
+def _pull_dedup(ctx, mix: str) -> None:
+    ctx.remote.pull(mix_unit(mix, "selection"))
+    ctx.remote.pull(mix_unit(mix, "renders"))
+
+
+def _push_removals(ctx, mix: str) -> None:
+    ctx.remote.push(mix_unit(mix, "removals"), [ctx.layout.removals(mix), ctx.layout.mix(mix) / "contamination.parquet"])
+
+
+def _pull_plan(ctx, mix: str) -> None:
+    _pull_normalized(ctx, mix)
+    for what in ("selection", "renders", "removals"):
+        ctx.remote.pull(mix_unit(mix, what))
+
+
+def _push_plan(ctx, mix: str) -> None:
+    ctx.remote.push(mix_unit(mix, "plan"), [ctx.layout.plan(mix)])
+
+
+def pull_mix_tables(ctx, mix: str) -> None:
+    """Every table of the mix and its sources, the shards' index parts, and stats once they exist:
+    what finalizing, the report and the checks read. It pulls no tars and no JPEGs."""
+    _pull_plan(ctx, mix)
+    ctx.remote.pull(mix_unit(mix, "plan"))
+    for source in ctx.sources_of(mix):
+        ctx.remote.pull(raw_unit(source), match=lambda rel: rel.endswith("/downloads.parquet"))
+    plan = ctx.layout.plan(mix)
+    if plan.is_file():
+        from imp_data.mix.plan import shard_count
+
+        for shard in range(shard_count(pl.read_parquet(plan, columns=["shard"]))):
+            ctx.remote.pull(shard_unit(mix, shard), match=lambda rel: rel.endswith(".parquet"))
+    ctx.remote.pull(mix_unit(mix, "index"))
+
+
+def pull_built_mix(remote, layout, mix: str) -> None:
+    """A finished mix, tars included (no recipe needed): what training from the cache or verifying
+    every shard reads. Serialised by a lock in the cache: the ranks of one node share it, one downloads
+    and the rest verify."""
+    with remote.locked():
+        _pull_built_mix(remote, layout, mix)
+
+
+def _pull_built_mix(remote, layout, mix: str) -> None:
+    remote.pull(mix_unit(mix, "plan"))  # the tiny tokenizer trains on the plan's texts
+    remote.pull(mix_unit(mix, "index"))
+    index = layout.index(mix)
+    if index.is_file():
+        for shard in pl.read_parquet(index, columns=["shard"])["shard"].unique().sort().to_list():
+            remote.pull(shard_unit(mix, shard))
+    remote.pull(mix_unit(mix, "report"))
+
+
+def _push_index(ctx, mix: str) -> None:
+    lay = ctx.layout
+    ctx.remote.push(mix_unit(mix, "index"), [lay.index(mix), lay.wids(mix), lay.rejects(mix), lay.stats(mix)])
+
+
+def _push_report(ctx, mix: str) -> None:
+    charts = sorted((ctx.layout.mix(mix) / "charts").glob("*.png"))
+    ctx.remote.push(mix_unit(mix, "report"), [ctx.layout.report(mix), *charts])
+
+
+def _nothing(ctx, subject: str) -> None:
+    return None
+
+
+STAGES: dict[str, tuple[Callable, Callable]] = {
+    "fetch": (_pull_fetch, _push_raw),
+    "normalize": (_nothing, _push_normalized),
+    "downloads": (_nothing, _push_raw),
+    "select": (_pull_normalized, _push_selection),
+    "render": (_pull_render, _push_render),
+    "dedup": (_pull_dedup, _push_removals),
+    "plan": (_pull_plan, _push_plan),
+    "finalize": (pull_mix_tables, _push_index),
+    "report": (pull_mix_tables, _push_report),
+}
+
+
+def synced(stage: str):
+    """Decorator: run the stage between its pull and its push when the data root is remote."""
+    pull, push = STAGES[stage]
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(ctx, subject, *args, **kwargs):
+            if ctx.remote is None:
+                return fn(ctx, subject, *args, **kwargs)
+            pull(ctx, subject)
+            out = fn(ctx, subject, *args, **kwargs)
+            push(ctx, subject)
+            return out
+
+        return run
+
+    return wrap
+
+
+# ---- shards, one at a time ------------------------------------------------------------------------
+
+
+def pull_plan_only(ctx, mix: str) -> None:
+    ctx.remote.pull(mix_unit(mix, "plan"))
+
+
+def pull_for_shards(ctx, mix: str, shards: list[int]) -> None:
+    """The plan, the shards already written (verified, then skipped rather than rewritten) and the
+    rendered JPEGs of every other shard."""
+    from imp_data.mix.plan import shard_name
+    from imp_data.shards.writer import shard_is_complete
+
+    rows = (pl.scan_parquet(ctx.layout.plan(mix)).filter(pl.col("shard").is_in(shards))
+            .select("shard", "key", "cache").collect())
+    render = ctx.layout.render_dir(mix) / "cache"
+    needed = []
+    for (shard,), part in rows.group_by("shard", maintain_order=True):
+        ctx.remote.pull(shard_unit(mix, shard))
+        if not shard_is_complete(ctx.layout.shards_dir(mix) / shard_name(mix, shard),
+                                 ctx.layout.index_parts(mix) / f"{shard:06d}.parquet", part["key"].to_list()):
+            needed += [(render / c).relative_to(ctx.data_root).as_posix() for c in part["cache"].drop_nulls()]
+    ctx.remote.pull_files(needed, what=f"rendered images of mix {mix!r}")
+
+
+def push_shard(ctx, mix: str, shard: int) -> None:
+    from imp_data.mix.plan import shard_name
+
+    ctx.remote.push(shard_unit(mix, shard), [ctx.layout.shards_dir(mix) / shard_name(mix, shard),
+                                             ctx.layout.index_parts(mix) / f"{shard:06d}.parquet"])
