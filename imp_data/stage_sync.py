@@ -38,15 +38,20 @@ def shard_unit(mix: str, shard: int) -> str:
     return f"mixes/{mix}/shards/{shard:06d}"
 
 
-def _tree_files(directory: Path) -> list[Path]:
+def tree_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []
+
+
+def under_root(location: str) -> bool:
+    """A relative local location: it lives under the data root, so in the bucket when the root is remote."""
+    return "://" not in location and not Path(location).expanduser().is_absolute()
 
 
 def _relative_locations(ctx, source: str, *, images: bool) -> list[str]:
     """The source's locations that are folders under the data root (placed in the bucket by hand)."""
     spec = ctx.source(source)
     locations = [r.location for r in spec.images] if images else [spec.location]
-    return [loc for loc in locations if "://" not in loc and not Path(loc).expanduser().is_absolute()]
+    return [loc for loc in locations if under_root(loc)]
 
 
 # ---- per stage ------------------------------------------------------------------------------------
@@ -63,7 +68,7 @@ def _pull_fetch(ctx, source: str) -> None:
 
 
 def _push_raw(ctx, source: str) -> None:
-    ctx.remote.push(raw_unit(source), _tree_files(ctx.layout.raw(source)))
+    ctx.remote.push(raw_unit(source), tree_files(ctx.layout.raw(source)))
 
 
 def _push_normalized(ctx, source: str) -> None:

@@ -10,6 +10,7 @@ Run: pytest tests/test_dataroot.py
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,7 @@ def remote_build(s3, tmp_path_factory, demo_build):
     local_root, _ = demo_build
     s3.put(str(local_root / "mirror"), f"{BUCKET}/imp/mirror", recursive=True)
     cache = tmp_path_factory.mktemp("cache_a")
-    env = guarded_env({**__import__("os").environ})
+    env = guarded_env(dict(os.environ))
     out = subprocess.run([sys.executable, "-m", "imp_data.cli", "build", str(DEMO_RECIPE), "--data-root", ROOT_URL,
                           "--cache", str(cache), "--quiet"], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -108,19 +108,19 @@ def benchmark_location(ctx, name: str, location: str) -> Path:
     from imp_data.build import local_location
     from imp_data.fetch.locations import resolve_location
 
+    from imp_data.stage_sync import benchmark_unit, tree_files, under_root
+
     local = local_location(location, ctx.data_root)
     if local is not None:
-        if ctx.remote is not None and not Path(location).expanduser().is_absolute():
+        if ctx.remote is not None and under_root(location):
             ctx.remote.pull_tree(location)  # a folder placed in the bucket
         return local
-    from imp_data.stage_sync import benchmark_unit
-
     unit, cache_dir = benchmark_unit(name), ctx.layout.root / "raw" / "benchmarks" / name
     if ctx.remote is not None:
         ctx.remote.pull(unit)
     path = resolve_location(location, ctx.data_root, files=None, cache_dir=cache_dir, progress=ctx.progress)
     if ctx.remote is not None:
-        ctx.remote.push(unit, sorted(p for p in cache_dir.rglob("*") if p.is_file()))
+        ctx.remote.push(unit, tree_files(cache_dir))
     return path
 
 
