@@ -26,9 +26,10 @@ def _print_reconciliation(rows: list[dict]) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from imp_data.build import BuildContext, build
-    from imp_data.recipe import load_recipe
-
+    from imp_data.buildlock import BUILD_DIRS, hold_build_lock
     from imp_data.dataroot import open_data_root
+    from imp_data.io import remove_stale_temps
+    from imp_data.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     local, remote = open_data_root(args.data_root, args.cache)
@@ -36,7 +37,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     if remote is not None:
         print(f"data root {remote.url} (working in {local})")
     sources = [s for s in args.sources.split(",") if s] if args.sources else None
-    result = build(ctx, sources=sources, until=args.until, mixes=args.mix or None)
+    with hold_build_lock(local):  # one build per data root (a remote root: per cache, i.e. per machine)
+        stale = sum(remove_stale_temps(local / d) for d in BUILD_DIRS)  # left by a killed build
+        if stale:
+            print(f"removed {stale} temp file(s) left by an interrupted build")
+        result = build(ctx, sources=sources, until=args.until, mixes=args.mix or None)
     _print_reconciliation(result["rows"])
     for mix, stats in result["mixes"].items():
         t = stats["totals"]

@@ -31,3 +31,7 @@ class ImageError(ImpDataError):
 
 class ShardError(ImpDataError):
     """A shard is missing, corrupt, or disagrees with the index."""
+
+
+class BuildLocked(ImpDataError):
+    """Another build holds the data root's build lock; the message names its pid, host, start and command."""

@@ -2,7 +2,7 @@
 
 Every output goes to a temporary sibling and is renamed into place once complete (rename is atomic on
 POSIX within a filesystem), so a crash leaves either the old file or the new one, plus a stray temp
-file that the next run overwrites.
+file that `remove_stale_temps` deletes when the next build starts (under the build lock).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +20,37 @@ TMP_SUFFIX = ".tmp"
 
 
 def tmp_path_for(path: Path) -> Path:
-    """The temporary sibling used while `path` is being written (pid-free, so a rerun overwrites it)."""
-    return path.with_name(f".{path.name}{TMP_SUFFIX}")
+    """A fresh hidden temp sibling for writing `path`: `.{name}.{pid}.{random}.tmp`.
+
+    Unique per call (pid plus a random suffix), so two writers of one path, in two processes or two
+    threads, never write into the same temp file; the last rename wins with a complete file. Call it once
+    per write and keep the result.
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def is_temp_name(name: str) -> bool:
+    """A hidden `.…tmp` file: ours (`tmp_path_for`) or the fetchers' `.{name}.{pid}….tmp`."""
+    return name.startswith(".") and name.endswith(TMP_SUFFIX)
+
+
+def remove_stale_temps(root: str | Path) -> int:
+    """Delete the temp files (`is_temp_name`) under `root`, left by a killed writer; return how many.
+
+    Only safe while nothing writes under `root`: the build calls it on its own folders while it holds the
+    build lock. Files only (a training checkpoint's temp *folder* is not touched); symlinked folders are
+    not followed, so a linked mirror is left alone.
+    """
+    removed = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if is_temp_name(name):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                except FileNotFoundError:  # its writer finished or cleaned up meanwhile
+                    pass
+    return removed
 
 
 @contextmanager
