@@ -4,86 +4,26 @@ Each stage reads the files the previous one wrote and writes its own atomically,
 rerun alone (a Dagster asset materialization) and a crashed build resumes. `build()` chains them for
 the CLI. Paths follow DESIGN §4; `Layout` (imp_data.layout) is the one place that spells them. With a
 data root in object storage, `@synced` pulls each stage's inputs and pushes its outputs.
+
+Every unit of work is fingerprinted (imp_data.fingerprint) from the recipe fields its stage reads
+(imp_data.stage_inputs), its code version and the content of what it reads; a unit whose stamp still
+holds is reused, so a rebuild costs what changed. README "How rebuilds work" tells the rules.
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from imp_data.dataroot import RemoteRoot
+from imp_data.build_context import (BuildContext, image_store_factory, local_location, make_image_store,  # noqa: F401
+                                    read_frame)
 from imp_data.errors import ImpDataError
-from imp_data.layout import Layout
-from imp_data.recipe import ImageRoot, Recipe, SourceSpec
-from imp_data.stage_sync import synced
+from imp_data.fingerprint import stage_fingerprint, tree_identity
+from imp_data.stage_inputs import recipe_inputs
+from imp_data.stage_sync import mix_unit, normalized_unit, synced
 
 STAGES = ("fetch", "normalized", "selected", "rendered", "planned", "shards", "report")
-
-
-@dataclass
-class BuildContext:
-    """Runtime facts for a build (kept apart from the recipe): data root, parallelism, progress."""
-
-    recipe: Recipe
-    data_root: Path
-    workers: int = 1
-    progress: bool = True
-    log: callable = print
-    download: object | None = None  # imp_data.fetch.http.DownloadConfig for URL-only sources (None: defaults)
-    remote: RemoteRoot | None = None  # data root in object storage; data_root is then its local cache
-    _roots: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def layout(self) -> Layout:
-        return Layout(self.data_root)
-
-    def source(self, name: str) -> SourceSpec:
-        try:
-            return self.recipe.sources[name]
-        except KeyError:
-            raise ImpDataError(f"unknown source {name!r}; the recipe declares: {', '.join(self.recipe.sources)}") from None
-
-    def sources_of(self, mix: str) -> list[str]:
-        return list(self.recipe.mixes[mix].sources)
-
-
-def local_location(location: str, data_root: Path) -> Path | None:
-    """A local location as a path (relative ones resolve against the data root); None for URLs."""
-    if "://" in location:
-        return None
-    path = Path(location).expanduser()
-    return path if path.is_absolute() else data_root / path
-
-
-def make_image_store(roots: tuple[tuple[str, str, str, str], ...]):
-    """An ImageStore from (prefix, resolved location, member_prefix, recipe location) (picklable factory)."""
-    from imp_data.fetch.image_store import ImageStore
-
-    return ImageStore([ImageRoot(prefix=p, location=loc, member_prefix=m) for p, loc, m, _ in roots],
-                      labels=[label for *_, label in roots])
-
-
-def image_store_factory(ctx: BuildContext, source: str):
-    """A picklable zero-argument factory for the source's image store, for worker processes."""
-    spec = ctx.source(source)
-    resolved = []
-    for root in spec.images:
-        local = local_location(root.location, ctx.data_root)
-        if local is None:
-            from imp_data.fetch.locations import resolve_location
-
-            local = resolve_location(root.location, ctx.data_root, files=None, cache_dir=ctx.layout.raw(source))
-        resolved.append((root.prefix, str(local), root.member_prefix, root.location))
-    return functools.partial(make_image_store, tuple(resolved))
-
-
-def read_frame(path: Path, what: str, hint: str) -> pl.DataFrame:
-    if not path.is_file():
-        raise ImpDataError(f"{path}: no {what} yet — {hint}")
-    return pl.read_parquet(path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -119,14 +59,26 @@ def normalize_source(ctx: BuildContext, source: str):
     from imp_data.sources.registry import get_adapter
     from imp_data.sources.base import resolve_files
 
+    from imp_data.normalize import read_counts
+
     spec = ctx.source(source)
     adapter = get_adapter(spec.adapter)
     root = ctx._roots.get(source) or fetch_source(ctx, source)
-    files = [str(p.relative_to(root)) for p in resolve_files(root, spec.files or adapter.default_files)]
+    paths = resolve_files(root, spec.files or adapter.default_files)
+    files = [str(p.relative_to(root)) for p in paths]
+    unit, lay = normalized_unit(source), ctx.layout
+    outputs = [lay.normalized(source), lay.source_counts(source), lay.source_rejects(source)]
+    fp = stage_fingerprint("normalize", recipe=recipe_inputs(ctx.recipe, "normalize", source),
+                           files={f: ctx.hashes.sha256(p) for f, p in zip(files, paths)})
+    if ctx.fresh(unit, fp):
+        ctx.note("normalize", source, redone=0, reused=1, unit="table")
+        return read_counts(lay.normalized(source))
     options = adapter.parse_options(spec.options)
     with progress_bar(desc=f"normalize {source}", unit="rec", enabled=ctx.progress) as bar:
-        counts = normalize_records(source, adapter.read(root, files, options), ctx.layout.normalized(source),
-                                   ctx.layout.source_rejects(source), progress=bar)
+        counts = normalize_records(source, adapter.read(root, files, options), lay.normalized(source),
+                                   lay.source_rejects(source), progress=bar)
+    ctx.stamp(unit, fp, outputs)
+    ctx.note("normalize", source, redone=1, reused=0, unit="table")
     return counts
 
 
@@ -158,6 +110,12 @@ def select_mix(ctx: BuildContext, mix: str) -> dict:
     from imp_data.mix.select import SELECT_COLUMNS, select_source
 
     spec = ctx.recipe.mixes[mix]
+    unit, outputs = mix_unit(mix, "selection"), [ctx.layout.selected(mix), ctx.layout.drops(mix)]
+    fp = stage_fingerprint("select", recipe=recipe_inputs(ctx.recipe, "select", mix),
+                           normalized={s: ctx.sha(ctx.layout.normalized(s)) for s in spec.sources})
+    if ctx.fresh(unit, fp):
+        ctx.note("select", mix, redone=0, reused=1, unit="table")
+        return ctx.stamp_of(unit)["summary"]
     taken, drops, summary = [], [], {}
     for source, share in spec.sources.items():
         path = ctx.layout.normalized(source)
@@ -179,29 +137,43 @@ def select_mix(ctx: BuildContext, mix: str) -> dict:
     for path, frame in ((ctx.layout.selected(mix), selected), (ctx.layout.drops(mix), dropped)):
         with atomic_path(path) as tmp:
             frame.write_parquet(tmp)
+    ctx.stamp(unit, fp, outputs, summary=summary)
+    ctx.note("select", mix, redone=1, reused=0, unit="table")
     return summary
 
 
 @synced("render")
 def render_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
-    """Render every selected image once into the mix's render cache -> renders.parquet (hashes, rejects)."""
+    """Render every selected image into the mix's content-addressed render cache -> renders.parquet
+    (hashes, rejects). Images whose render key is already cached are reused, not decoded."""
     from imp_data.io import atomic_path
-    from imp_data.mix.render import render_selection
+    from imp_data.mix.render import prune_cache, render_selection
     from imp_data.progress import progress_bar
 
     selected = read_frame(ctx.layout.selected(mix), "selection", "run the select stage first")
-    render = ctx.recipe.mix_render(mix)
-    parts = []
+    render, render_dir = ctx.recipe.mix_render(mix), ctx.layout.render_dir(mix)
+    parts, rendered, reused = [], 0, 0
     n_images = selected.filter(pl.col("image").is_not_null()).height
     with progress_bar(total=n_images, desc=f"render {mix}", unit="img", enabled=ctx.progress) as bar:
         for source in ctx.sources_of(mix):
             rows = selected.filter(pl.col("source") == source)
-            parts.append(render_selection(rows, source=source, store_factory=image_store_factory(ctx, source),
-                                          render=render, render_dir=ctx.layout.render_dir(mix),
-                                          workers=ctx.workers, progress=bar.update))
+            table, r, u = render_selection(rows, store_factory=image_store_factory(ctx, source), render=render,
+                                           render_dir=render_dir, hashes=ctx.hashes, previous=ctx.layout.renders(mix),
+                                           trust_previous=ctx.remote is not None, workers=ctx.workers,
+                                           progress=bar.update)
+            parts.append(table)
+            rendered, reused = rendered + r, reused + u
     renders = pl.concat(parts, how="vertical")
-    with atomic_path(ctx.layout.renders(mix)) as tmp:
-        renders.write_parquet(tmp)
+    ctx.note("render", mix, redone=rendered, reused=reused, unit="img")
+    unit = mix_unit(mix, "renders")
+    fp = stage_fingerprint("render", recipe=recipe_inputs(ctx.recipe, "render", mix),
+                           selected=ctx.sha(ctx.layout.selected(mix)),
+                           renders=renders.select("id", "render_key").rows())
+    if not ctx.fresh(unit, fp):
+        with atomic_path(ctx.layout.renders(mix)) as tmp:
+            renders.write_parquet(tmp)
+        ctx.stamp(unit, fp, [ctx.layout.renders(mix)])
+    prune_cache(render_dir, set(renders["render_key"].to_list()))
     return renders
 
 
@@ -211,12 +183,44 @@ def dedup_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     from imp_data.io import atomic_path
     from imp_data.mix.removals import find_removals
 
-    selected = read_frame(ctx.layout.selected(mix), "selection", "run the select stage first")
-    renders = read_frame(ctx.layout.renders(mix), "renders", "run the render stage first")
+    lay = ctx.layout
+    selected = read_frame(lay.selected(mix), "selection", "run the select stage first")
+    renders = read_frame(lay.renders(mix), "renders", "run the render stage first")
+    unit, outputs = mix_unit(mix, "removals"), [lay.removals(mix), lay.contamination(mix)]
+    fp = stage_fingerprint("dedup", recipe=recipe_inputs(ctx.recipe, "dedup", mix), selected=ctx.sha(lay.selected(mix)),
+                           renders=ctx.sha(lay.renders(mix)), benchmarks=benchmark_identities(ctx, mix))
+    if ctx.fresh(unit, fp):
+        ctx.note("dedup", mix, redone=0, reused=1, unit="table")
+        return pl.read_parquet(lay.removals(mix))
     removals = find_removals(ctx, mix, selected, renders)
-    with atomic_path(ctx.layout.removals(mix)) as tmp:
+    with atomic_path(lay.removals(mix)) as tmp:
         removals.write_parquet(tmp)
+    ctx.stamp(unit, fp, outputs)
+    ctx.note("dedup", mix, redone=1, reused=0, unit="table")
     return removals
+
+
+def benchmark_identities(ctx: BuildContext, mix: str) -> dict:
+    """What the decontamination benchmarks are: the content of a local folder / archive(s), else the
+    location itself (a pinned Hub revision or URL, fetched once)."""
+    import glob
+
+    from imp_data.stage_sync import under_root
+
+    out = {}
+    for name, location in sorted(ctx.recipe.mixes[mix].decontaminate.benchmarks.items()):
+        local = local_location(location, ctx.data_root)
+        if local is not None and ctx.remote is not None and under_root(location):
+            ctx.remote.pull_tree(location)  # a folder placed in the bucket: its content is the identity
+        if local is None:
+            out[name] = location
+        elif any(c in str(local) for c in "*?["):
+            out[name] = [tree_identity(Path(p), ctx.hashes) for p in sorted(glob.glob(str(local)))]
+        elif local.exists():
+            out[name] = tree_identity(local, ctx.hashes)
+        else:
+            out[name] = ["missing", location]  # never a machine path: stamps are the same everywhere
+    return out
 
 
 @synced("plan")
@@ -230,10 +234,18 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
     from imp_data.io import atomic_path
     from imp_data.mix.plan import PLAN_COLUMNS, plan_mix
 
-    for path, what in ((ctx.layout.selected(mix), "selection"), (ctx.layout.renders(mix), "renders"),
-                       (ctx.layout.removals(mix), "removals")):
+    lay = ctx.layout
+    for path, what in ((lay.selected(mix), "selection"), (lay.renders(mix), "renders"),
+                       (lay.removals(mix), "removals")):
         if not path.is_file():
             raise ImpDataError(f"{path}: no {what} yet — run the earlier stages of mix {mix!r} first")
+    unit = mix_unit(mix, "plan")
+    fp = stage_fingerprint("plan", recipe=recipe_inputs(ctx.recipe, "plan", mix),
+                           tables=[ctx.sha(p) for p in (lay.selected(mix), lay.renders(mix), lay.removals(mix))],
+                           normalized={s: ctx.sha(lay.normalized(s)) for s in ctx.sources_of(mix)})
+    if ctx.fresh(unit, fp):
+        ctx.note("plan", mix, redone=0, reused=1, unit="table")
+        return pl.read_parquet(lay.plan(mix), columns=["id", "position", "key", "shard"])
     renders = pl.scan_parquet(ctx.layout.renders(mix))
     dropped = pl.concat([renders.filter(pl.col("reason").is_not_null()).select("id"),
                          pl.scan_parquet(ctx.layout.removals(mix)).select("id")]).collect()["id"]
@@ -249,18 +261,37 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
             .select(PLAN_COLUMNS))
     with atomic_path(ctx.layout.plan(mix)) as tmp:
         plan.sink_parquet(tmp, row_group_size=shard_size, statistics=False, engine="streaming")
+    ctx.stamp(unit, fp, [lay.plan(mix)])
+    ctx.note("plan", mix, redone=1, reused=0, unit="table")
     return order
 
 
 @synced("finalize")
 def finalize_mix(ctx: BuildContext, mix: str) -> dict:
     """Index, wids list, rejects table and stats for a mix whose shards are all written."""
+    from imp_data.mix.plan import shard_count
     from imp_data.shards.assemble import finalize_index, gather_rejects
-    from imp_data.stats import write_stats
+    from imp_data.stats import load_stats, write_stats
 
+    lay = ctx.layout
+    n_shards = shard_count(pl.read_parquet(lay.plan(mix), columns=["shard"]))
+    tables = [lay.plan(mix), lay.selected(mix), lay.drops(mix), lay.renders(mix), lay.removals(mix),
+              lay.contamination(mix)]
+    for source in ctx.sources_of(mix):
+        tables += [lay.source_counts(source), lay.source_rejects(source), lay.raw(source) / "downloads.parquet"]
+    tables += [lay.index_parts(mix) / f"{s:06d}.parquet" for s in range(n_shards)]
+    unit, outputs = mix_unit(mix, "index"), [lay.index(mix), lay.wids(mix), lay.rejects(mix), lay.stats(mix)]
+    fp = stage_fingerprint("finalize", recipe=recipe_inputs(ctx.recipe, "finalize", mix),
+                           tables={p.relative_to(ctx.data_root).as_posix(): ctx.sha(p) for p in tables})
+    if ctx.fresh(unit, fp):
+        ctx.note("finalize", mix, redone=0, reused=1, unit="table")
+        return load_stats(lay.mix(mix))
     finalize_index(ctx, mix)
     gather_rejects(ctx, mix)
-    return write_stats(ctx, mix)
+    stats = write_stats(ctx, mix)
+    ctx.stamp(unit, fp, outputs)
+    ctx.note("finalize", mix, redone=1, reused=0, unit="table")
+    return stats
 
 
 @synced("report")
@@ -269,7 +300,16 @@ def report_mix(ctx: BuildContext, mix: str) -> Path:
     from imp_data.report import write_report
     from imp_data.stats import load_stats
 
-    return write_report(load_stats(ctx.layout.mix(mix)), ctx.layout.mix(mix))
+    lay = ctx.layout
+    unit = mix_unit(mix, "report")
+    fp = stage_fingerprint("report", stats=ctx.sha(lay.stats(mix)))
+    if ctx.fresh(unit, fp):
+        ctx.note("report", mix, redone=0, reused=1, unit="table")
+        return lay.report(mix)
+    path = write_report(load_stats(lay.mix(mix)), lay.mix(mix))
+    ctx.stamp(unit, fp, [path, *sorted((lay.mix(mix) / "charts").glob("*.png"))])
+    ctx.note("report", mix, redone=1, reused=0, unit="table")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -66,3 +66,18 @@ class Layout:
 
     def report(self, mix: str) -> Path:
         return self.mix(mix) / "report.md"
+
+    def contamination(self, mix: str) -> Path:
+        return self.mix(mix) / "contamination.parquet"
+
+    def stamp(self, unit: str) -> Path:
+        """What a unit of work was made from (imp_data.fingerprint): `stamps/<unit>.json`, e.g.
+        `stamps/normalized/llava_665k.json`, `stamps/mixes/demo_stage2/plan.json`."""
+        return self.root / "stamps" / f"{unit}.json"
+
+    def state(self) -> Path:
+        """Machine-local state, never an output: the file-hash cache and the build lock."""
+        return self.root / ".imp-data"
+
+    def file_hashes(self) -> Path:
+        return self.state() / "filehashes.sqlite"

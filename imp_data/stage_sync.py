@@ -67,13 +67,24 @@ def _pull_fetch(ctx, source: str) -> None:
     ctx.remote.pull(raw_unit(source))
 
 
+def _stamp(ctx, unit: str) -> list[Path]:
+    """The unit's stamp (imp_data.fingerprint) travels with it, so a fresh machine reuses what it made."""
+    return [ctx.layout.stamp(unit)]
+
+
 def _push_raw(ctx, source: str) -> None:
     ctx.remote.push(raw_unit(source), tree_files(ctx.layout.raw(source)))
 
 
 def _push_normalized(ctx, source: str) -> None:
-    ctx.remote.push(normalized_unit(source), [ctx.layout.normalized(source), ctx.layout.source_counts(source),
-                                                     ctx.layout.source_rejects(source)])
+    unit = normalized_unit(source)
+    ctx.remote.push(unit, [ctx.layout.normalized(source), ctx.layout.source_counts(source),
+                           ctx.layout.source_rejects(source), *_stamp(ctx, unit)])
+
+
+def _pull_own_normalized(ctx, source: str) -> None:
+    """What the last normalize wrote, with its stamp: unchanged inputs then cost no work."""
+    ctx.remote.pull(normalized_unit(source))
 
 
 def _pull_normalized(ctx, mix: str) -> None:
@@ -81,8 +92,14 @@ def _pull_normalized(ctx, mix: str) -> None:
         ctx.remote.pull(normalized_unit(source))
 
 
+def _pull_selection(ctx, mix: str) -> None:
+    _pull_normalized(ctx, mix)
+    ctx.remote.pull(mix_unit(mix, "selection"))
+
+
 def _push_selection(ctx, mix: str) -> None:
-    ctx.remote.push(mix_unit(mix, "selection"), [ctx.layout.selected(mix), ctx.layout.drops(mix)])
+    unit = mix_unit(mix, "selection")
+    ctx.remote.push(unit, [ctx.layout.selected(mix), ctx.layout.drops(mix), *_stamp(ctx, unit)])
 
 
 def _pull_render(ctx, mix: str) -> None:
@@ -97,30 +114,30 @@ def _pull_render(ctx, mix: str) -> None:
 
 
 def _push_render(ctx, mix: str) -> None:
-    render_dir = ctx.layout.render_dir(mix)
-    tables = sorted(render_dir.glob("*/*/chunk-*.parquet"))  # render/<source>/<settings tag>/
-    ctx.remote.push(mix_unit(mix, "renders"), [ctx.layout.renders(mix), *tables], bulk=[render_dir / "cache"])
+    render_dir, unit = ctx.layout.render_dir(mix), mix_unit(mix, "renders")
+    ctx.remote.push(unit, [ctx.layout.renders(mix), *_stamp(ctx, unit)], bulk=[render_dir / "cache"])
     for source in ctx.sources_of(mix):  # image roots on the Hub or at URLs were fetched into raw/<source>
         _push_raw(ctx, source)
 
 
 def _pull_dedup(ctx, mix: str) -> None:
-    ctx.remote.pull(mix_unit(mix, "selection"))
-    ctx.remote.pull(mix_unit(mix, "renders"))
-
-
-def _push_removals(ctx, mix: str) -> None:
-    ctx.remote.push(mix_unit(mix, "removals"), [ctx.layout.removals(mix), ctx.layout.mix(mix) / "contamination.parquet"])
-
-
-def _pull_plan(ctx, mix: str) -> None:
-    _pull_normalized(ctx, mix)
     for what in ("selection", "renders", "removals"):
         ctx.remote.pull(mix_unit(mix, what))
 
 
+def _push_removals(ctx, mix: str) -> None:
+    unit = mix_unit(mix, "removals")
+    ctx.remote.push(unit, [ctx.layout.removals(mix), ctx.layout.contamination(mix), *_stamp(ctx, unit)])
+
+
+def _pull_plan(ctx, mix: str) -> None:
+    _pull_normalized(ctx, mix)
+    for what in ("selection", "renders", "removals", "plan"):
+        ctx.remote.pull(mix_unit(mix, what))
+
+
 def _push_plan(ctx, mix: str) -> None:
-    ctx.remote.push(mix_unit(mix, "plan"), [ctx.layout.plan(mix)])
+    ctx.remote.push(mix_unit(mix, "plan"), [ctx.layout.plan(mix), *_stamp(ctx, mix_unit(mix, "plan"))])
 
 
 def pull_mix_tables(ctx, mix: str) -> None:
@@ -128,6 +145,7 @@ def pull_mix_tables(ctx, mix: str) -> None:
     what finalizing, the report and the checks read. It pulls no tars and no JPEGs."""
     _pull_plan(ctx, mix)
     ctx.remote.pull(mix_unit(mix, "plan"))
+    ctx.remote.pull(mix_unit(mix, "report"))
     for source in ctx.sources_of(mix):
         ctx.remote.pull(raw_unit(source), match=lambda rel: rel.endswith("/downloads.parquet"))
     plan = ctx.layout.plan(mix)
@@ -159,12 +177,14 @@ def _pull_built_mix(remote, layout, mix: str) -> None:
 
 def _push_index(ctx, mix: str) -> None:
     lay = ctx.layout
-    ctx.remote.push(mix_unit(mix, "index"), [lay.index(mix), lay.wids(mix), lay.rejects(mix), lay.stats(mix)])
+    unit = mix_unit(mix, "index")
+    ctx.remote.push(unit, [lay.index(mix), lay.wids(mix), lay.rejects(mix), lay.stats(mix), *_stamp(ctx, unit)])
 
 
 def _push_report(ctx, mix: str) -> None:
     charts = sorted((ctx.layout.mix(mix) / "charts").glob("*.png"))
-    ctx.remote.push(mix_unit(mix, "report"), [ctx.layout.report(mix), *charts])
+    unit = mix_unit(mix, "report")
+    ctx.remote.push(unit, [ctx.layout.report(mix), *charts, *_stamp(ctx, unit)])
 
 
 def _nothing(ctx, subject: str) -> None:
@@ -173,9 +193,9 @@ def _nothing(ctx, subject: str) -> None:
 
 STAGES: dict[str, tuple[Callable, Callable]] = {
     "fetch": (_pull_fetch, _push_raw),
-    "normalize": (_nothing, _push_normalized),
+    "normalize": (_pull_own_normalized, _push_normalized),
     "downloads": (_nothing, _push_raw),
-    "select": (_pull_normalized, _push_selection),
+    "select": (_pull_selection, _push_selection),
     "render": (_pull_render, _push_render),
     "dedup": (_pull_dedup, _push_removals),
     "plan": (_pull_plan, _push_plan),
@@ -214,17 +234,21 @@ def pull_for_shards(ctx, mix: str, shards: list[int]) -> None:
     """The plan, the shards already written (verified, then skipped rather than rewritten) and the
     rendered JPEGs of every other shard."""
     from imp_data.mix.plan import shard_name
+    from imp_data.shards.assemble import planned_shard
     from imp_data.shards.writer import shard_is_complete
+    from imp_data.stage_inputs import recipe_inputs
 
-    rows = (pl.scan_parquet(ctx.layout.plan(mix)).filter(pl.col("shard").is_in(shards))
-            .select("shard", "key", "cache").collect())
     render = ctx.layout.render_dir(mix) / "cache"
+    locations = {s: ctx.recipe.sources[s].location for s in ctx.sources_of(mix)}
+    inputs = recipe_inputs(ctx.recipe, "shards", mix)
     needed = []
-    for (shard,), part in rows.group_by("shard", maintain_order=True):
+    for shard in shards:
         ctx.remote.pull(shard_unit(mix, shard))
+        rows, _, fingerprint = planned_shard(ctx.layout.plan(mix), shard, mix, locations,
+                                             ctx.recipe.mix_render(mix), inputs)
         if not shard_is_complete(ctx.layout.shards_dir(mix) / shard_name(mix, shard),
-                                 ctx.layout.index_parts(mix) / f"{shard:06d}.parquet", part["key"].to_list()):
-            needed += [(render / c).relative_to(ctx.data_root).as_posix() for c in part["cache"].drop_nulls()]
+                                 ctx.layout.index_parts(mix) / f"{shard:06d}.parquet", fingerprint, ctx.hashes):
+            needed += [(render / r["cache"]).relative_to(ctx.data_root).as_posix() for r in rows if r.get("cache")]
     ctx.remote.pull_files(needed, what=f"rendered images of mix {mix!r}")
 
 

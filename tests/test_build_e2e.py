@@ -34,8 +34,9 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def outputs(root: Path) -> dict[str, bytes]:
-    """Every file the build wrote (the mirror is the input)."""
-    return {k: v for k, v in tree_bytes(root).items() if not k.startswith("mirror/")}
+    """Every file the build wrote (the mirror is the input; `.imp-data/` is machine-local state: the
+    stat-keyed file-hash cache and the build lock, never an output)."""
+    return {k: v for k, v in tree_bytes(root).items() if not k.startswith(("mirror/", ".imp-data/"))}
 
 
 def test_two_builds_are_byte_identical(demo_build, tmp_path):

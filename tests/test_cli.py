@@ -65,7 +65,11 @@ def test_sources_builds_only_the_named_source(normalized, tmp_path):
     assert [row[:2] for row in rows] == [["demo_stage2", "dvqa"]], out.stdout
     assert sorted(p.name for p in (tmp_path / "normalized").glob("*.parquet")) == ["dvqa.parquet"]
     assert sorted(p.name for p in (tmp_path / "rejects").iterdir()) == ["dvqa.parquet"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "normalized", "rejects"]  # no raw/, no mixes/
+    # no raw/, no mixes/ (dot-folders are machine-local state: the file-hash cache and the build lock)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == \
+        ["mirror", "normalized", "rejects", "stamps"]
+    assert [p.relative_to(tmp_path / "stamps").as_posix() for p in (tmp_path / "stamps").rglob("*.json")] == \
+        ["normalized/dvqa.json"]
     built = pl.read_parquet(tmp_path / "normalized" / "dvqa.parquet")
     assert built.height > 0 and set(built["source"]) == {"dvqa"}
     assert built.equals(pl.read_parquet(data / "normalized" / "dvqa.parquet"))  # same as in the full build

@@ -14,7 +14,7 @@ from PIL import Image
 
 from imp_data.io import dumps_canonical
 from imp_data.shards.reader import iter_tar_samples
-from imp_data.shards.writer import Member, shard_is_complete, write_shard
+from imp_data.shards.writer import Member, shard_fingerprint, shard_is_complete, write_shard
 
 
 def members(n=5):
@@ -46,20 +46,26 @@ def test_deterministic_and_offsets(tmp_path):
 def test_webdataset_reads_back_and_resume_check(tmp_path):
     tar = tmp_path / "m-000000.tar"
     part = tmp_path / "p.parquet"
-    write_shard(tar, part, 0, members())
+    made = members()
+    fingerprint = shard_fingerprint(made, {"mix": "m"}, [None] * len(made))
+    write_shard(tar, part, 0, made, fingerprint)
     got = list(wds.WebDataset(str(tar), shardshuffle=False))
     assert [s["__key__"] for s in got] == [f"{i:09d}" for i in range(5)]
     assert json.loads(got[0]["json"])["id"] == "s/0" and "jpg" in got[0] and "jpg" not in got[1]
     assert [k for k, _, _ in iter_tar_samples(tar)] == [f"{i:09d}" for i in range(5)]
-    keys = [f"{i:09d}" for i in range(5)]
-    assert shard_is_complete(tar, part, keys)
-    assert not shard_is_complete(tar, part, keys[:4])
+    assert shard_is_complete(tar, part, fingerprint)
+    assert not shard_is_complete(tar, part, shard_fingerprint(made[:4], {"mix": "m"}, [None] * 4))
+    edited = [Member(m.key, m.json_bytes.replace(b"s/0", b"s/9"), m.jpg_bytes, m.row) for m in made]
+    assert not shard_is_complete(tar, part, shard_fingerprint(edited, {"mix": "m"}, [None] * 5)), \
+        "one member's new text must rewrite the shard"
+    assert not shard_is_complete(tar, part, shard_fingerprint(made, {"mix": "m"}, ["k"] + [None] * 4)), \
+        "a new render of one image must rewrite the shard"
     data = bytearray(tar.read_bytes())
     data[600] ^= 0xFF
     tar.write_bytes(bytes(data))
-    assert not shard_is_complete(tar, part, keys), "a tampered shard must be rebuilt"
+    assert not shard_is_complete(tar, part, fingerprint), "a tampered shard must be rebuilt"
     part.unlink()
-    assert not shard_is_complete(tar, part, keys)
+    assert not shard_is_complete(tar, part, fingerprint)
 
 
 def reference_tar(members: list[Member]) -> bytes:

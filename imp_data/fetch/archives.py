@@ -125,6 +125,14 @@ class Archive:
             self._basenames = index
         return self._basenames.get(posixpath.basename(normal_name(name)))
 
+    def member_identity(self, name: str) -> str | None:
+        """A content identity read from the member directory, without the bytes: a zip member's CRC-32
+        and size (changes when the member's bytes do); None for tar members (hash the archive instead)."""
+        info = self._members[normal_name(name)]
+        if self._zip is not None:
+            return f"zip-crc32:{info.CRC:08x}:{info.file_size}"  # type: ignore[attr-defined]
+        return None
+
     def read(self, name: str) -> bytes:
         """The bytes of member `name`; KeyError if there is no such member."""
         info = self._members[normal_name(name)]

@@ -92,6 +92,18 @@ class _Root:
     def exists(self, image: str) -> bool:
         return self._locate(image) is not None
 
+    def identity(self, image: str, file_sha256) -> str | None:
+        """What the image's bytes are, without decoding: the file's content hash, or the archive's
+        content hash plus the member name (None when this root lacks it)."""
+        found = self._locate(image)
+        if found is None:
+            return None
+        if isinstance(found, Path):
+            return "sha256:" + file_sha256(found)
+        archive, member = found
+        own = archive.member_identity(member)  # zip: CRC-32 + size, so editing one member redoes one render
+        return f"member:{member}:{own}" if own else f"member:{member}:archive-sha256:{file_sha256(archive.path)}"
+
     def read(self, image: str) -> bytes | None:
         found = self._locate(image)
         if found is None:
@@ -143,6 +155,19 @@ class ImageStore:
         searched = "; ".join(f"{r.label} as {r.member(image)!r}" for r in candidates)
         searched = searched or "no image root has a matching prefix"
         raise ImageError("image_missing", f"{image} not found (searched: {searched})")
+
+    def identity(self, image: str, file_sha256) -> str | None:
+        """The content identity of the bytes `read(image)` would return (None when no root has it), for
+        content-addressed render caching; `file_sha256(path)` hashes a file (cached by the caller).
+
+        Raises:
+            ImageError: `image_path_unsafe`, as `read` would.
+        """
+        for root in self._candidates(image):
+            found = root.identity(image, file_sha256)
+            if found is not None:
+                return found
+        return None
 
     def exists(self, image: str) -> bool:
         """Whether `read(image)` would find it, without reading any bytes."""

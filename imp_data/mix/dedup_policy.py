@@ -105,7 +105,7 @@ def benchmark_hashes(name: str, location: Path, scope: str = "asked") -> pl.Data
 def benchmark_location(ctx, name: str, location: str) -> Path:
     """A benchmark image set on disk: a local path read in place (relative to the data root), or a URL / Hub
     location fetched once into `DATA/raw/benchmarks/<name>/` (completion marker, resumable)."""
-    from imp_data.build import local_location
+    from imp_data.build_context import local_location
     from imp_data.fetch.locations import resolve_location
 
     from imp_data.stage_sync import benchmark_unit, tree_files, under_root

@@ -1,22 +1,30 @@
-"""Render every selected image once: resize-then-pad JPEG into a cache, plus its hashes.
+"""Render every selected image once: resize-then-pad JPEG into a content-addressed cache, plus its hashes.
 
 Dedup and decontamination need each image's sha256 and phash *before* the plan is made, and the shards
-need the rendered JPEG *after*. Rendering once into a cache (`mixes/M/render/`) serves both with a single
-decode per image. Work is cut into fixed chunks of the selection; a chunk's result table is written last,
-so a crashed run resumes at the first missing chunk. Chunks run in parallel across processes.
+need the rendered JPEG *after*. Rendering once into a cache (`mixes/M/render/cache/`) serves both with a
+single decode per image.
+
+The cache is keyed by content, never by sample id: a render's key is a hash of the source image's
+identity (the file's sha256, read through the stat-keyed `FileHashes` cache, or a zip member's CRC-32 and
+size), the render settings and the render code version. So a new resolution re-renders everything, an
+edited image re-renders that image alone, a text edit re-renders nothing, and two samples showing the same
+image are rendered once. Each render leaves `<key>.jpg` and then `<key>.json` (its hashes, or why it
+failed): a crashed run resumes at the first image without a `.json`. Keys no longer selected are pruned
+when the stage ends, so the cache holds exactly what the mix uses.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from imp_data.errors import ImageError
+from imp_data.fingerprint import CODE_VERSIONS, FileHashes, digest
 from imp_data.io import atomic_path, dumps_canonical
 from imp_data.recipe import RenderSpec
 
@@ -25,57 +33,107 @@ CHUNK = 1024
 RESULT_SCHEMA = {
     "id": pl.String, "sha256": pl.String, "phash": pl.String, "orig_width": pl.Int32, "orig_height": pl.Int32,
     "width": pl.Int32, "height": pl.Int32, "cache": pl.String, "reason": pl.String, "detail": pl.String,
+    "render_key": pl.String,
 }
+_RESULT_FIELDS = ("sha256", "phash", "orig_width", "orig_height", "width", "height", "reason", "detail")
 
 
-def cache_relpath(sample_id: str) -> str:
-    """Cache file for a sample: hashed, so untrusted ids never become paths."""
-    digest = hashlib.sha1(sample_id.encode()).hexdigest()
-    return f"{digest[:2]}/{digest}.jpg"
+def render_key(identity: str, render: dict) -> str:
+    """The cache key of one render: what the bytes are, how they are rendered, by which code version."""
+    return digest({"image": identity, "render": render, "code": CODE_VERSIONS["render"]})
+
+
+def cache_relpath(key: str, suffix: str = ".jpg") -> str:
+    """`ab/abcdef….jpg`: the cache file of a render key (hex, so untrusted ids never become paths)."""
+    return f"{key[:2]}/{key}{suffix}"
 
 
 @dataclass(frozen=True)
 class RenderJob:
     """One chunk of one source: picklable, so it can run in a worker process."""
 
-    source: str
-    chunk: int
     ids: tuple[str, ...]
     images: tuple[str, ...]
     cache_dir: str
-    out_path: str
     render: dict
-    store_factory: Callable  # () -> object with .read(path) -> bytes
+    store_factory: Callable  # () -> ImageStore
+    hashes: FileHashes
+    previous: dict = field(default_factory=dict)  # id -> (render_key, result) of the last renders.parquet
+    trust_previous: bool = False  # remote data root: the JPEGs of previous renders are in the bucket
 
 
-def _run_job(job: RenderJob) -> int:
+@dataclass
+class ChunkResult:
+    rows: list[dict]
+    rendered: int = 0
+    reused: int = 0
+
+
+def _identity(store, image: str, hashes: FileHashes) -> str:
+    try:
+        found = store.identity(image, hashes.sha256)
+    except ImageError as err:
+        return f"error:{err.reason}:{image}"
+    except OSError as err:
+        return f"unreadable:{err.strerror}:{image}"
+    return found if found is not None else f"missing:{image}"
+
+
+def _read_result(cache: Path, key: str) -> dict | None:
+    """The stored outcome of a render, if it finished (its JPEG present when it succeeded)."""
+    try:
+        with open(cache / cache_relpath(key, ".json"), encoding="utf-8") as f:
+            result = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if result.get("reason") is None and not (cache / cache_relpath(key)).is_file():
+        return None
+    return result
+
+
+def _render_one(store, image: str, key: str, spec: RenderSpec, cache: Path) -> dict:
     from imp_data.images import render_image  # imported in the worker
 
+    try:
+        data = store.read(image)
+        out = render_image(data, resolution=spec.resolution, mode=spec.mode, fill=tuple(spec.fill),
+                           quality=spec.quality, resampler=spec.resampler)
+    except ImageError as err:
+        result = {"reason": err.reason, "detail": err.detail}
+    else:
+        with atomic_path(cache / cache_relpath(key)) as tmp:
+            tmp.write_bytes(out.jpeg)
+        result = {"sha256": out.sha256, "phash": out.phash, "orig_width": out.orig_width,
+                  "orig_height": out.orig_height, "width": out.width, "height": out.height}
+    with atomic_path(cache / cache_relpath(key, ".json")) as tmp:  # written last: the render is done
+        tmp.write_text(dumps_canonical(result), encoding="utf-8")
+    return result
+
+
+def _run_job(job: RenderJob) -> ChunkResult:
     store = job.store_factory()
     spec = RenderSpec.model_validate(job.render)
     cache = Path(job.cache_dir)
-    rows = []
+    out = ChunkResult(rows=[])
     for sample_id, image in zip(job.ids, job.images):
-        row = dict.fromkeys(RESULT_SCHEMA)
-        row["id"] = sample_id
-        try:
-            data = store.read(image)
-            out = render_image(data, resolution=spec.resolution, mode=spec.mode, fill=tuple(spec.fill),
-                               quality=spec.quality, resampler=spec.resampler)
-        except ImageError as err:
-            row["reason"], row["detail"] = err.reason, f"{image}: {err.detail}"
-            rows.append(row)
-            continue
-        rel = cache_relpath(sample_id)
-        path = cache / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(out.jpeg)
-        row.update(sha256=out.sha256, phash=out.phash, orig_width=out.orig_width, orig_height=out.orig_height,
-                   width=out.width, height=out.height, cache=rel)
-        rows.append(row)
-    with atomic_path(Path(job.out_path)) as tmp:
-        pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row").write_parquet(tmp)
-    return len(rows)
+        key = render_key(_identity(store, image, job.hashes), job.render)
+        result = _read_result(cache, key)
+        prev = job.previous.get(sample_id)
+        if result is None and prev is not None and prev[0] == key and job.trust_previous:
+            result = prev[1]
+        if result is None:
+            result = _render_one(store, image, key, spec, cache)
+            out.rendered += 1
+        else:
+            out.reused += 1
+        row = {"id": sample_id, "render_key": key, **{k: result.get(k) for k in _RESULT_FIELDS}}
+        if row["reason"] is not None:
+            row["detail"] = f"{image}: {row['detail']}"
+        else:
+            row["cache"] = cache_relpath(key)
+        out.rows.append(row)
+    store.close()
+    return out
 
 
 def _one_thread_worker() -> None:
@@ -87,57 +145,76 @@ def _one_thread_worker() -> None:
         torch.set_num_threads(1)
 
 
-def _chunk_done(path: Path, ids: tuple[str, ...]) -> bool:
-    if not path.is_file():
-        return False
+def _previous(renders_path: Path, ids: list[str]) -> dict:
+    """id -> (render_key, result) from the last renders table (what a fresh machine reuses)."""
+    if not renders_path.is_file():
+        return {}
     try:
-        return tuple(pl.read_parquet(path, columns=["id"])["id"].to_list()) == ids
-    except Exception:
-        return False
+        frame = pl.read_parquet(renders_path)
+    except Exception:  # an unreadable old table only costs re-rendering
+        return {}
+    if "render_key" not in frame.columns:
+        return {}
+    frame = frame.filter(pl.col("id").is_in(ids))
+    return {r["id"]: (r["render_key"], {k: r[k] for k in _RESULT_FIELDS}) for r in frame.to_dicts()}
 
 
 def render_selection(
     selected: pl.DataFrame,
     *,
-    source: str,
     store_factory: Callable,
     render: RenderSpec,
     render_dir: Path,
+    hashes: FileHashes,
+    previous: Path | None = None,
+    trust_previous: bool = False,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
-) -> pl.DataFrame:
-    """Render the images of `selected` (columns id, image) for one source; return the result table.
+) -> tuple[pl.DataFrame, int, int]:
+    """Render the images of `selected` (columns id, image) for one source; return (result table,
+    images rendered, images reused).
 
     Rows without an image are skipped (text-only). The result has one row per image sample: hashes and
     cache path, or `reason`/`detail` when the image could not be read or decoded (a render reject).
     """
-    settings = dumps_canonical(render.model_dump(mode="json"))
-    tag = hashlib.sha1(settings.encode()).hexdigest()[:12]  # new settings never reuse old renders
-    src_dir = render_dir / source / tag
+    from imp_data.procs import worker_pool
+
     with_image = selected.filter(pl.col("image").is_not_null()).select("id", "image")
     ids, images = with_image["id"].to_list(), with_image["image"].to_list()
-    jobs = []
-    for n, start in enumerate(range(0, len(ids), CHUNK)):
-        out = src_dir / f"chunk-{n:06d}.parquet"
-        chunk_ids = tuple(ids[start : start + CHUNK])
-        if _chunk_done(out, chunk_ids):
-            if progress:
-                progress(len(chunk_ids))
-            continue
-        jobs.append(RenderJob(source, n, chunk_ids, tuple(images[start : start + CHUNK]), str(render_dir / "cache"),
-                              str(out), render.model_dump(mode="json"), store_factory))
+    prev = _previous(previous, ids) if previous is not None else {}
+    settings = render.model_dump(mode="json")
+    jobs = [RenderJob(tuple(ids[s:s + CHUNK]), tuple(images[s:s + CHUNK]), str(render_dir / "cache"), settings,
+                      store_factory, hashes, {i: prev[i] for i in ids[s:s + CHUNK] if i in prev}, trust_previous)
+            for s in range(0, len(ids), CHUNK)]
+    results: list[ChunkResult] = []
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_worker) as pool:
-            for count in pool.map(_run_job, jobs):
+        with worker_pool(workers, initializer=_one_thread_worker) as pool:
+            for res in pool.map(_run_job, jobs):
+                results.append(res)
                 if progress:
-                    progress(count)
+                    progress(len(res.rows))
     else:
         for job in jobs:
-            count = _run_job(job)
+            results.append(_run_job(job))
             if progress:
-                progress(count)
-    parts = sorted(src_dir.glob("chunk-*.parquet")) if ids else []
-    parts = [p for p in parts if int(p.stem.split("-")[1]) * CHUNK < len(ids)]
-    if not parts:
-        return pl.DataFrame(schema=RESULT_SCHEMA)
-    return pl.concat([pl.read_parquet(p) for p in parts], how="vertical")
+                progress(len(results[-1].rows))
+    rows = [row for res in results for row in res.rows]
+    table = pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row") if rows else pl.DataFrame(schema=RESULT_SCHEMA)
+    return table, sum(r.rendered for r in results), sum(r.reused for r in results)
+
+
+def prune_cache(render_dir: Path, keep: set[str]) -> int:
+    """Delete cached renders whose key is not in `keep` (settings or images that are no longer used)."""
+    cache = render_dir / "cache"
+    removed = 0
+    if not cache.is_dir():
+        return 0
+    for sub in os.scandir(cache):
+        if not sub.is_dir():
+            continue
+        for entry in os.scandir(sub.path):
+            stem = entry.name.split(".", 1)[0]
+            if stem not in keep and not entry.name.startswith("."):
+                os.unlink(entry.path)
+                removed += entry.name.endswith(".json")
+    return removed

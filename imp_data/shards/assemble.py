@@ -12,7 +12,6 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +21,7 @@ from imp_data.errors import ShardError
 from imp_data.io import atomic_path, dumps_canonical, write_json_atomic
 from imp_data.mix.plan import shard_count, shard_name
 from imp_data.recipe import RenderSpec
-from imp_data.shards.writer import INDEX_SCHEMA, Member, shard_is_complete, write_shard
+from imp_data.shards.writer import INDEX_SCHEMA, Member, shard_fingerprint, shard_is_complete, write_shard
 
 WIDS_KIND = "wids-shard-index-v1"
 
@@ -68,28 +67,33 @@ def shard_rows(plan_path: Path, shard: int) -> list[dict]:
     return frame.to_dicts()
 
 
-def _write_one(args: tuple) -> tuple[int, bool]:
-    shard, plan_path, tar_path, part_path, cache_dir, mix, locations, render = args
+def planned_shard(plan_path: Path, shard: int, mix: str, locations: dict, render: RenderSpec,
+                  inputs: dict) -> tuple[list[dict], list[Member], str]:
+    """A shard as the plan now says it: its plan rows, its members (JSON bytes; JPEGs not read yet) and
+    its fingerprint."""
     rows = shard_rows(Path(plan_path), shard)
     if not rows:
         raise ShardError(f"shard {shard} of mix {mix!r} is not in the plan {plan_path}")
-    keys = [r["key"] for r in rows]
-    if shard_is_complete(Path(tar_path), Path(part_path), keys):
+    members = [Member(row["key"], _sample_json(row, mix=mix, location=locations[row["source"]], render=render),
+                      None, _index_row(row)) for row in rows]
+    return rows, members, shard_fingerprint(members, inputs, [row.get("cache") for row in rows])
+
+
+def _write_one(args: tuple) -> tuple[int, bool]:
+    shard, plan_path, tar_path, part_path, cache_dir, mix, locations, render, inputs, hashes = args
+    rows, members, fingerprint = planned_shard(Path(plan_path), shard, mix, locations, render, inputs)
+    if shard_is_complete(Path(tar_path), Path(part_path), fingerprint, hashes):
         return shard, False
-    members = []
-    for row in rows:
-        jpg = None
+    for row, member in zip(rows, members):
         if row.get("image") is not None:
             path = os.path.join(cache_dir, row["cache"])  # str paths: pathlib cost 10% of this loop
             try:
                 with open(path, "rb") as f:
-                    jpg = f.read()
+                    member.jpg_bytes = f.read()
             except OSError as err:
                 raise ShardError(f"{path}: rendered image for {row['id']!r} is missing ({err.strerror}) — "
                                  "rerun the render stage") from None
-        members.append(Member(row["key"], _sample_json(row, mix=mix, location=locations[row["source"]], render=render),
-                              jpg, _index_row(row)))
-    write_shard(Path(tar_path), Path(part_path), shard, members)
+    write_shard(Path(tar_path), Path(part_path), shard, members, fingerprint, hashes)
     # Crash-test hook: slow shard writing down so a test can SIGKILL the build mid-way.
     time.sleep(float(os.environ.get("IMP_DATA_THROTTLE_SHARDS", "0")))
     return shard, True
@@ -98,10 +102,14 @@ def _write_one(args: tuple) -> tuple[int, bool]:
 def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, progress=None) -> dict[str, int]:
     """Write (or verify and skip) the given shards of `mix` (default: all). Returns written/skipped counts.
 
-    Workers get only shard numbers and read their own rows, so the parent stays small and the work
-    splits evenly across processes.
+    A shard is skipped only when its index part records the fingerprint the plan gives it now (its
+    members' JSON bytes and JPEG render keys) and the tar still has the recorded size and sha256. Workers
+    get only shard numbers and read their own rows, so the parent stays small and the work splits evenly
+    across processes. Shard files beyond the plan's shard count (a mix that shrank) are removed.
     """
     from imp_data import stage_sync
+    from imp_data.procs import worker_pool
+    from imp_data.stage_inputs import recipe_inputs
 
     layout = ctx.layout
     if ctx.remote is not None:
@@ -115,11 +123,13 @@ def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, prog
         stage_sync.pull_for_shards(ctx, mix, list(wanted))
     render = ctx.recipe.mix_render(mix)
     locations = {s: ctx.recipe.sources[s].location for s in ctx.sources_of(mix)}
+    inputs = recipe_inputs(ctx.recipe, "shards", mix)
     layout.shards_dir(mix).mkdir(parents=True, exist_ok=True)
     layout.index_parts(mix).mkdir(parents=True, exist_ok=True)
+    remove_extra_shards(layout, mix, n_shards)
     jobs = [(shard, str(layout.plan(mix)), str(layout.shards_dir(mix) / shard_name(mix, shard)),
              str(layout.index_parts(mix) / f"{shard:06d}.parquet"), str(layout.render_dir(mix) / "cache"),
-             mix, locations, render) for shard in wanted]
+             mix, locations, render, inputs, ctx.hashes) for shard in wanted]
     counts = {"written": 0, "skipped": 0}
 
     def tally(results: Iterable[tuple[int, bool]]) -> None:
@@ -131,11 +141,23 @@ def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, prog
                 progress(1)
 
     if ctx.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(min(ctx.workers, len(jobs))) as pool:
+        with worker_pool(min(ctx.workers, len(jobs))) as pool:
             tally(pool.map(_write_one, jobs))  # one shard per task: even tails, IPC is negligible
     else:
         tally(map(_write_one, jobs))
+    ctx.note("shards", mix, redone=counts["written"], reused=counts["skipped"], unit="shard")
     return counts
+
+
+def remove_extra_shards(layout, mix: str, n_shards: int) -> None:
+    """Delete tars and index parts numbered at or beyond the plan's shard count: left by a bigger build."""
+    for tar in layout.shards_dir(mix).glob(f"{mix}-*.tar"):
+        number = tar.name[len(mix) + 1:-len(".tar")]
+        if number.isdigit() and int(number) >= n_shards:
+            tar.unlink()
+    for part in layout.index_parts(mix).glob("*.parquet"):
+        if part.stem.isdigit() and int(part.stem) >= n_shards:
+            part.unlink()
 
 
 def finalize_index(ctx, mix: str) -> pl.DataFrame:

@@ -28,7 +28,8 @@ INDEX_SCHEMA = pa.schema(
         ("orig_width", pa.int32()), ("orig_height", pa.int32()), ("width", pa.int32()), ("height", pa.int32()),
         ("n_turns", pa.int32()), ("text_chars", pa.int64()), ("text_words", pa.int64()),
         ("json_offset", pa.int64()), ("json_size", pa.int64()), ("jpg_offset", pa.int64()), ("jpg_size", pa.int64()),
-        ("shard_size", pa.int64()), ("shard_sha256", pa.string()),
+        ("json_sha256", pa.string()), ("jpg_sha256", pa.string()),
+        ("shard_size", pa.int64()), ("shard_sha256", pa.string()), ("shard_fingerprint", pa.string()),
     ]
 )
 
@@ -102,8 +103,20 @@ class _TarStream:
             self.write(tarfile.NUL * (tarfile.RECORDSIZE - self.offset % tarfile.RECORDSIZE))
 
 
-def write_shard(tar_path: Path, index_part: Path, shard: int, members: list[Member]) -> list[dict]:
-    """Write `tar_path` then `index_part`; return the index rows."""
+def shard_fingerprint(members: list[Member], recipe_inputs: dict, jpg_ids: list[str | None]) -> str:
+    """What a shard is made from: every member's key and JSON bytes, the identity of each JPEG (its render
+    cache key: content-addressed), the shard code version and the recipe fields the shard stage reads."""
+    from imp_data.fingerprint import stage_fingerprint
+
+    return stage_fingerprint("shards", recipe=recipe_inputs,
+                             members=[[m.key, hashlib.sha256(m.json_bytes).hexdigest(), jpg]
+                                      for m, jpg in zip(members, jpg_ids)])
+
+
+def write_shard(tar_path: Path, index_part: Path, shard: int, members: list[Member],
+                fingerprint: str | None = None, hashes=None) -> list[dict]:
+    """Write `tar_path` then `index_part`; return the index rows. `hashes` (a FileHashes) learns the
+    tar's sha256, computed on the way out, so checking the shard later needs no second read."""
     rows: list[dict] = []
     with atomic_path(tar_path) as tmp:
         with open(tmp, "wb") as f:
@@ -115,11 +128,15 @@ def write_shard(tar_path: Path, index_part: Path, shard: int, members: list[Memb
                     jpg_offset, jpg_size = tar.add(f"{m.key}.jpg", m.jpg_bytes)
                 rows.append({**m.row, "key": m.key, "shard": shard, "shard_name": tar_path.name,
                              "json_offset": json_offset, "json_size": json_size,
-                             "jpg_offset": jpg_offset, "jpg_size": jpg_size})
+                             "jpg_offset": jpg_offset, "jpg_size": jpg_size,
+                             "json_sha256": hashlib.sha256(m.json_bytes).hexdigest(),
+                             "jpg_sha256": None if m.jpg_bytes is None else hashlib.sha256(m.jpg_bytes).hexdigest()})
             tar.close()
         size, digest = tar.offset, tar.sha.hexdigest()
+    if hashes is not None:
+        hashes.remember(tar_path, digest)
     for row in rows:
-        row["shard_size"], row["shard_sha256"] = size, digest
+        row["shard_size"], row["shard_sha256"], row["shard_fingerprint"] = size, digest, fingerprint
     write_index_part(index_part, rows)
     return rows
 
@@ -129,16 +146,18 @@ def write_index_part(path: Path, rows: list[dict]) -> None:
         pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_SCHEMA), tmp, compression="zstd")
 
 
-def shard_is_complete(tar_path: Path, index_part: Path, expected_keys: list[str]) -> bool:
-    """True when the tar and its index part exist and agree (size, sha256, keys) — safe to skip."""
+def shard_is_complete(tar_path: Path, index_part: Path, fingerprint: str, hashes=None) -> bool:
+    """True when the tar and its index part exist and agree (size, sha256), and the part says the shard
+    was made from exactly `fingerprint` (what the plan now says) — safe to skip. With `hashes` (a
+    FileHashes) an unchanged tar is not read again."""
     if not (tar_path.is_file() and index_part.is_file()):
         return False
     try:
-        part = pq.read_table(index_part, columns=["key", "shard_size", "shard_sha256"]).to_pydict()
-    except Exception:  # a corrupt index part means: rebuild the shard
+        part = pq.read_table(index_part, columns=["shard_size", "shard_sha256", "shard_fingerprint"]).to_pydict()
+    except Exception:  # a corrupt or older index part means: rebuild the shard
         return False
-    if part["key"] != expected_keys:
+    if not part["shard_size"] or part["shard_fingerprint"][0] != fingerprint:
         return False
-    if expected_keys and (part["shard_size"][0] != tar_path.stat().st_size or part["shard_sha256"][0] != file_sha256(tar_path)):
+    if part["shard_size"][0] != tar_path.stat().st_size:
         return False
-    return True
+    return (hashes.sha256(tar_path) if hashes is not None else file_sha256(tar_path)) == part["shard_sha256"][0]

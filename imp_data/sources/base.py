@@ -57,6 +57,9 @@ class Adapter:
     name: ClassVar[str]
     description: ClassVar[str]
     default_files: ClassVar[list[str]]
+    # Bump when a change in this adapter changes the records it yields: its sources are normalized again
+    # (and everything made from them is checked), see imp_data.fingerprint.
+    version: ClassVar[str] = "1"
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def read(self, root: Path, files: list[str], options: BaseModel) -> Iterator[Record]:

@@ -1,0 +1,109 @@
+"""The build context: the runtime facts every stage reads (recipe, data root, workers, progress, remote
+root), the file-hash cache and stamps each stage checks before it works, and the reuse report it fills.
+
+Kept apart from the stages (imp_data.build) so the pieces below the orchestration can take a context
+without importing it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from imp_data.dataroot import RemoteRoot
+from imp_data.errors import ImpDataError
+from imp_data.fingerprint import FileHashes, read_stamp, stamp_holds, write_stamp
+from imp_data.layout import Layout
+from imp_data.recipe import ImageRoot, Recipe, SourceSpec
+
+
+@dataclass
+class BuildContext:
+    """Runtime facts for a build (kept apart from the recipe): data root, parallelism, progress."""
+
+    recipe: Recipe
+    data_root: Path
+    workers: int = 1
+    progress: bool = True
+    log: callable = print
+    download: object | None = None  # imp_data.fetch.http.DownloadConfig for URL-only sources (None: defaults)
+    remote: RemoteRoot | None = None  # data root in object storage; data_root is then its local cache
+    _roots: dict[str, Path] = field(default_factory=dict)
+    reuse: list[dict] = field(default_factory=list)  # per stage and subject: units redone / reused
+    _hashes: FileHashes | None = None
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.data_root)
+
+    @property
+    def hashes(self) -> FileHashes:
+        """Content hashes of files, cached by stat in the data root's machine-local state."""
+        if self._hashes is None:
+            self._hashes = FileHashes(self.layout.file_hashes())
+        return self._hashes
+
+    def sha(self, path: Path) -> str | None:
+        return self.hashes.sha256(path) if path.is_file() else None
+
+    def note(self, stage: str, subject: str, *, redone: int, reused: int, unit: str) -> None:
+        """Record what a stage redid and what it reused (printed by the CLI, shown in Dagster metadata)."""
+        self.reuse.append({"stage": stage, "subject": subject, "redone": redone, "reused": reused, "unit": unit})
+
+    def fresh(self, unit: str, fingerprint: str) -> bool:
+        """The unit's outputs exist, unchanged, and were made from exactly `fingerprint`."""
+        return stamp_holds(self.layout.stamp(unit), fingerprint, self.hashes, self.data_root)
+
+    def stamp(self, unit: str, fingerprint: str, outputs: list[Path], **about) -> dict:
+        return write_stamp(self.layout.stamp(unit), fingerprint, outputs, self.hashes, self.data_root, **about)
+
+    def stamp_of(self, unit: str) -> dict:
+        return read_stamp(self.layout.stamp(unit)) or {}
+
+    def source(self, name: str) -> SourceSpec:
+        try:
+            return self.recipe.sources[name]
+        except KeyError:
+            raise ImpDataError(f"unknown source {name!r}; the recipe declares: {', '.join(self.recipe.sources)}") from None
+
+    def sources_of(self, mix: str) -> list[str]:
+        return list(self.recipe.mixes[mix].sources)
+
+
+def local_location(location: str, data_root: Path) -> Path | None:
+    """A local location as a path (relative ones resolve against the data root); None for URLs."""
+    if "://" in location:
+        return None
+    path = Path(location).expanduser()
+    return path if path.is_absolute() else data_root / path
+
+
+def make_image_store(roots: tuple[tuple[str, str, str, str], ...]):
+    """An ImageStore from (prefix, resolved location, member_prefix, recipe location) (picklable factory)."""
+    from imp_data.fetch.image_store import ImageStore
+
+    return ImageStore([ImageRoot(prefix=p, location=loc, member_prefix=m) for p, loc, m, _ in roots],
+                      labels=[label for *_, label in roots])
+
+
+def image_store_factory(ctx: BuildContext, source: str):
+    """A picklable zero-argument factory for the source's image store, for worker processes."""
+    spec = ctx.source(source)
+    resolved = []
+    for root in spec.images:
+        local = local_location(root.location, ctx.data_root)
+        if local is None:
+            from imp_data.fetch.locations import resolve_location
+
+            local = resolve_location(root.location, ctx.data_root, files=None, cache_dir=ctx.layout.raw(source))
+        resolved.append((root.prefix, str(local), root.member_prefix, root.location))
+    return functools.partial(make_image_store, tuple(resolved))
+
+
+def read_frame(path: Path, what: str, hint: str) -> pl.DataFrame:
+    if not path.is_file():
+        raise ImpDataError(f"{path}: no {what} yet — {hint}")
+    return pl.read_parquet(path)

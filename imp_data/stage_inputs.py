@@ -1,0 +1,52 @@
+"""What each build stage reads from the recipe: the recipe half of every unit's fingerprint.
+
+One function, used twice: the build fingerprints each unit with it (so editing a field redoes exactly the
+stages that read it), and the Dagster assets put its digest into their `code_version` (so the UI marks
+exactly those assets stale after a recipe edit). A field missing here would be a stale-output bug: the
+stage reading it must list it.
+"""
+
+from __future__ import annotations
+
+from imp_data.fingerprint import CODE_VERSIONS, digest
+from imp_data.recipe import Recipe
+
+STAGE_NAMES = tuple(CODE_VERSIONS)
+
+
+def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
+    """The recipe fields `stage` reads for `subject` (a source for normalize, a mix for the rest)."""
+    if stage == "normalize":
+        from imp_data.sources.registry import get_adapter
+
+        spec = recipe.sources[subject]
+        return {"source": subject, "adapter": spec.adapter, "adapter_version": get_adapter(spec.adapter).version,
+                "files": spec.files, "options": spec.options}
+    mix = recipe.mixes[subject]
+    render = recipe.mix_render(subject).model_dump(mode="json")
+    if stage == "select":
+        return {"mix": subject, "seed": recipe.seed,
+                "sources": {s: share.model_dump(mode="json") for s, share in mix.sources.items()}}
+    if stage == "render":
+        return {"render": render,
+                "images": {s: [r.model_dump(mode="json") for r in recipe.sources[s].images] for s in mix.sources}}
+    if stage == "dedup":
+        return {"dedup": mix.dedup.model_dump(mode="json"), "decontaminate": mix.decontaminate.model_dump(mode="json")}
+    if stage == "plan":
+        return {"mix": subject, "seed": recipe.seed, "shard_size": recipe.mix_shard_size(subject)}
+    if stage == "shards":
+        return {"mix": subject, "render": render,
+                "locations": {s: recipe.sources[s].location for s in mix.sources}}
+    if stage == "finalize":
+        return {"recipe": recipe.name, "mix": subject, "spec": mix.model_dump(mode="json"), "render": render,
+                "seed": recipe.seed, "shard_size": recipe.mix_shard_size(subject),
+                "max_reject_rate": recipe.mix_max_reject_rate(subject),
+                "sources": {s: recipe.sources[s].model_dump(mode="json") for s in mix.sources}}
+    if stage == "report":
+        return {}
+    raise KeyError(f"unknown stage {stage!r}; stages: {', '.join(STAGE_NAMES)}")
+
+
+def code_version(recipe: Recipe, stage: str, subject: str) -> str:
+    """The stage's code version plus the digest of the recipe fields it reads (Dagster's code_version)."""
+    return f"{CODE_VERSIONS[stage]}-{digest(recipe_inputs(recipe, stage, subject))[:16]}"
