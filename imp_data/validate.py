@@ -3,7 +3,8 @@
 Users' CI runs this on their recipes and outputs. Every problem is one line naming the file and the
 record; checking goes on after the first problem so one run lists them all (up to a cap). A file or folder
 holding nothing we know how to check is a problem too, never a silent OK: parquet tables are told apart by
-their columns (`table_kind`), and a mix's other tables are checked through its directory.
+their columns (`table_kind`), and a mix's other tables are checked through its directory — as a whole,
+against each other, today's code and its recipe (imp_data.validate_mix).
 """
 
 from __future__ import annotations
@@ -56,6 +57,32 @@ def validate_rejects(path: Path, limit: int) -> list[str]:
     return problems
 
 
+def check_sample(where: str, key: str, record: dict | None, jpg: bytes | None,
+                 resolution: int | None = None) -> list[str]:
+    """One sample of a tar: KEY.json against ShardRecord, KEY.jpg decodes to resolution x resolution
+    (`resolution` = the mix's, from stats.json, when known; else the record's own)."""
+    if record is None:
+        return [f"{where}: no {key}.json member"]
+    try:
+        rec = ShardRecord.model_validate(record)
+    except ValidationError as err:
+        return [f"{where}: {_err(err)}"]
+    if (rec.image is None) != (jpg is None):
+        return [f"{where}: image info and {key}.jpg disagree (one is missing)"]
+    if jpg is None:
+        return []
+    try:
+        with Image.open(io.BytesIO(jpg)) as img:
+            img.load()
+            size = img.size
+    except Exception as err:  # any decoder failure is a problem to report, not a crash
+        return [f"{where}: {key}.jpg does not decode ({err})"]
+    r = resolution or rec.image.resolution
+    if size != (r, r):
+        return [f"{where}: {key}.jpg is {size[0]}x{size[1]}, expected {r}x{r}"]
+    return []
+
+
 def validate_tar(path: Path, limit: int) -> list[str]:
     """Every KEY.json against ShardRecord; every KEY.jpg decodes to resolution x resolution."""
     from imp_data.shards.reader import iter_tar_samples
@@ -63,28 +90,7 @@ def validate_tar(path: Path, limit: int) -> list[str]:
     problems = []
     try:
         for key, record, jpg in iter_tar_samples(path):
-            where = f"{path}: sample {key}"
-            if record is None:
-                problems.append(f"{where}: no {key}.json member")
-                continue
-            try:
-                rec = ShardRecord.model_validate(record)
-            except ValidationError as err:
-                problems.append(f"{where}: {_err(err)}")
-                continue
-            if (rec.image is None) != (jpg is None):
-                problems.append(f"{where}: image info and {key}.jpg disagree (one is missing)")
-            elif jpg is not None:
-                try:
-                    with Image.open(io.BytesIO(jpg)) as img:
-                        img.load()
-                        size = img.size
-                except Exception as err:  # any decoder failure is a problem to report, not a crash
-                    problems.append(f"{where}: {key}.jpg does not decode ({err})")
-                    continue
-                r = rec.image.resolution
-                if size != (r, r):
-                    problems.append(f"{where}: {key}.jpg is {size[0]}x{size[1]}, expected {r}x{r}")
+            problems += check_sample(f"{path}: sample {key}", key, record, jpg)
             if len(problems) >= limit:
                 break
     except ImpDataError as err:
@@ -92,15 +98,12 @@ def validate_tar(path: Path, limit: int) -> list[str]:
     return problems
 
 
-def validate_mix_dir(path: Path, limit: int) -> list[str]:
-    from imp_data.shards.reader import verify_mix
+def validate_mix_dir(path: Path, limit: int, recipes: dict | None = None) -> list[str]:
+    """A mix as a whole (imp_data.validate_mix): its shards, plan, index and stats must agree with each
+    other, with today's code and with any recipe validated alongside that declares it."""
+    from imp_data.validate_mix import check_mix
 
-    problems = verify_mix(path)
-    for tar in sorted((path / "shards").glob("*.tar")):
-        problems += validate_tar(tar, limit - len(problems))
-        if len(problems) >= limit:
-            break
-    return problems
+    return check_mix(path, limit, recipes)
 
 
 def validate_recipe(path: Path) -> list[str]:
@@ -140,20 +143,23 @@ def table_kind(path: Path) -> str | None:
     return None
 
 
-def validate_path(path: Path, limit: int = 50) -> list[str]:
-    """Problems with one path (recipe, parquet, tar or directory); an unknown kind of file is a problem."""
+def validate_path(path: Path, limit: int = 50, recipes: dict | None = None) -> list[str]:
+    """Problems with one path (recipe, parquet, tar or directory); an unknown kind of file is a problem.
+
+    `recipes`: mix name -> [(recipe path, Recipe)] validated alongside (validate_mix.declared_mixes), so a
+    mix is also checked against what its recipe asks for now."""
     if not path.exists():
         return [f"{path}: does not exist"]
     if path.is_dir():
         if (path / "index.parquet").is_file():
-            return validate_mix_dir(path, limit)
+            return validate_mix_dir(path, limit, recipes)
         children = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".parquet", ".tar")
                           or (p / "index.parquet").is_file())  # mixes/: each mix directory in it
         if not children:
             return [f"{path}: nothing to validate in this directory (expected a {KNOWN})"]
         problems = []
         for child in children:
-            problems += validate_path(child, limit - len(problems))
+            problems += validate_path(child, limit - len(problems), recipes)
         return problems
     if path.suffix in (".yaml", ".yml"):
         return validate_recipe(path)
@@ -169,7 +175,7 @@ def validate_path(path: Path, limit: int = 50) -> list[str]:
         if kind == "rejects":
             return validate_rejects(path, limit)
         if kind == "index":
-            return validate_mix_dir(path.parent, limit)
+            return validate_mix_dir(path.parent, limit, recipes)
         return [f"{path}: unknown parquet table (columns: {_columns(path)}); imp-data validates normalized "
                 f"samples, rejects and a mix's index.parquet — or pass the whole mix directory"]
     return [f"{path}: don't know how to validate this kind of file (expected a {KNOWN})"]
@@ -181,7 +187,14 @@ def _columns(path: Path) -> str:
 
 
 def validate_paths(paths: list[Path], max_report: int = 50) -> list[str]:
+    """Problems with every path, at most `max_report` lines; recipes among them are read first so a mix
+    validated with its recipe is held to it (stale if the recipe changed what a stage reads)."""
+    from imp_data.validate_mix import declared_mixes
+
+    recipes = declared_mixes([p for p in paths if p.exists()])
     problems: list[str] = []
     for path in paths:
-        problems += validate_path(path, max(1, max_report - len(problems)))
-    return problems
+        problems += validate_path(path, max(1, max_report - len(problems)), recipes)
+        if len(problems) >= max_report:
+            break
+    return problems[:max_report]
