@@ -113,7 +113,19 @@ def compute_stats(ctx, mix: str) -> dict:
         "sources": per_source, "totals": totals, "normalized_total": normalized_total,
         "max_reject_rate": ctx.recipe.mix_max_reject_rate(mix), "balanced": True,
         "distributions": distributions(index),
+        "built_by": built_by(ctx.recipe, mix),
     }
+
+
+def built_by(recipe, mix: str) -> dict:
+    """Per stage, the code version + digest of the recipe fields it read (imp_data.stage_inputs): what
+    `imp-data validate` compares with the running code and a recipe to call a mix stale."""
+    from imp_data.stage_inputs import code_version
+
+    stages = {f"normalize/{s}": code_version(recipe, "normalize", s) for s in recipe.mixes[mix].sources}
+    for stage in ("select", "render", "dedup", "plan", "shards", "finalize"):
+        stages[stage] = code_version(recipe, stage, mix)
+    return stages
 
 
 def contamination_summary(mix_dir: Path, index: pl.DataFrame) -> dict | None:
