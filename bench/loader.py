@@ -10,12 +10,19 @@ normalises each batch (`normalize_pixels`, on the CPU here; the model does it on
 that is timed too. Neither side tokenises, so the figure is the image path alone; the target is >= 3x the
 lean baseline per worker.
 
-    python bench/loader.py [--n 1000] [--workers 0,1] [--batch-size 16] [--work DIR]
+Ours runs twice, verified (the default: every member's sha256 checked against index.parquet) and unverified
+(`verify=False`, i.e. `--trust-shards`), side by side in the same process. Their ratio is then measured on
+its own (budget >= 0.90): --pairs rounds of one verified and one unverified epoch in this process, the order
+alternating (ABBA, so drift cancels), the median of the per-round ratios; plus the hashing alone, timed over
+the same members, as a noise-free bound.
+
+    python bench/loader.py [--n 1000] [--workers 0,1] [--batch-size 16] [--pairs 11] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -112,9 +119,9 @@ def baseline_loader(json_path: Path, *, hf: bool, batch_size: int, workers: int)
                                        generator=torch.Generator().manual_seed(0))
 
 
-def ours_loader(mix: Path, *, batch_size: int, workers: int):
+def ours_loader(mix: Path, *, batch_size: int, workers: int, verify: bool = True):
     return make_loader(mix, encode=lambda raw: raw, collate=collate, batch_size=batch_size, seed=0,
-                       num_workers=workers)
+                       num_workers=workers, verify=verify)
 
 
 # ---- timing
@@ -131,12 +138,41 @@ def per_worker_rate(make, workers: int) -> float:
     return n / (time.perf_counter() - t) / max(1, workers)
 
 
+def verification_cost(mix: Path, *, batch_size: int, pairs: int) -> None:
+    """Verified vs unverified epochs in this process (the per-sample cost, not worker start-up), ABBA order."""
+    make = {v: (lambda v=v: ours_loader(mix, batch_size=batch_size, workers=0, verify=v)) for v in (True, False)}
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(pairs):
+        for v in ((True, False) if r % 2 == 0 else (False, True)):
+            rates[v].append(per_worker_rate(make[v], 0))
+    ratios = [a / b for a, b in zip(rates[True], rates[False])]
+    index = make[True]().index
+    epoch_s = len(index) / statistics.median(rates[False])  # an unverified epoch
+    members = []  # every member an epoch hashes, read once; then the hashing alone is timed
+    for shard, name in enumerate(index.names):
+        data = (index.shards_dir / name).read_bytes()
+        for pos in np.flatnonzero(index.shard == shard):
+            members.append(data[index.json_offset[pos]: index.json_offset[pos] + index.json_size[pos]])
+            if index.jpg_offset[pos] >= 0:
+                members.append(data[index.jpg_offset[pos]: index.jpg_offset[pos] + index.jpg_size[pos]])
+    t = time.perf_counter()
+    for m in members:
+        hashlib.sha256(m).digest()
+    hash_s = time.perf_counter() - t
+    q = statistics.quantiles(ratios, n=4)
+    print(f"\nverification, in process, {pairs} ABBA pairs of epochs: verified / unverified = "
+          f"{statistics.median(ratios):.3f} (median; quartiles {q[0]:.3f}-{q[2]:.3f}); budget >= 0.90")
+    print(f"  sha256 of every member alone: {hash_s * 1e3:.0f} ms per epoch = {100 * hash_s / epoch_s:.1f}% of "
+          f"an unverified epoch (ratio {epoch_s / (epoch_s + hash_s):.3f} without noise)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000, help="samples (640x480 originals)")
     ap.add_argument("--workers", default="0,1", help="comma list; 0 = in the main process")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3, help="epochs per loader (median reported), interleaved")
+    ap.add_argument("--pairs", type=int, default=11, help="verified/unverified epoch pairs for the ratio")
     ap.add_argument("--work", type=Path, help="keep the generated data here (reused when it matches --n)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # one core per loader process, as in a DataLoader worker
@@ -150,6 +186,7 @@ def main() -> None:
     for workers in [int(w) for w in args.workers.split(",")]:
         loaders = {
             "ours (shards, offsets)": lambda: ours_loader(mix, batch_size=bs, workers=workers),
+            "ours, unverified (trusted)": lambda: ours_loader(mix, batch_size=bs, workers=workers, verify=False),
             "llava-style (PIL+numpy)": lambda: baseline_loader(json_path, hf=False, batch_size=bs, workers=workers),
             "llava-style (HF processor)": lambda: baseline_loader(json_path, hf=True, batch_size=bs, workers=workers),
         }
@@ -166,6 +203,7 @@ def main() -> None:
         for name, rate in med.items():
             ratio = "" if rate == ours else f"   ours is {ours / rate:.2f}x"
             print(f"  {name:<28} {rate:8.1f}{ratio}")
+    verification_cost(mix, batch_size=bs, pairs=args.pairs)
 
 
 if __name__ == "__main__":

@@ -263,10 +263,11 @@ def test_truncated_or_missing_shard(copy, damage):
 
 
 def test_checksum_verification_catches_same_size_edits(copy):
+    """On by default: every member read is checked against its sha256 in the index (tests/test_train_verify.py)."""
     row = _row(copy)
     _poke(copy, row["shard_name"], row["jpg_offset"] + row["jpg_size"] // 2, b"\x01")
-    with pytest.raises(ShardError, match=f"{row['shard_name']}.*sha256"):
-        keys(loader(copy, verify_checksums=True, drop_last=False))
+    with pytest.raises(ShardError, match=f"{row['shard_name']}: sample {row['key']}: .*jpg differs from its sha256"):
+        keys(loader(copy, drop_last=False))
 
 
 def test_missing_index_names_the_fix(tmp_path):

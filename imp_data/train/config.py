@@ -80,6 +80,9 @@ class TrainConfig:
     """LLaVA's sampler: megabatches of one modality, sorted by length (Imp stage 2)."""
     on_corrupt: str = "raise"
     """A corrupt shard member: 'raise' (naming the shard) or 'skip' (counted)."""
+    trust_shards: bool = False
+    """Skip checking each member read against its sha256 in index.parquet (`--trust-shards`): only for
+    storage trusted end to end, or a mix built before the index had member hashes. Sizes are checked anyway."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (Imp: on) — less memory, ~30% more compute."""
     cpu_threads: int | None = None
@@ -119,6 +122,8 @@ class RunConfig:
             problems.append("train.overlength: 'truncate' or 'drop'")
         if self.train.on_corrupt not in ("raise", "skip"):
             problems.append("train.on_corrupt: 'raise' or 'skip'")
+        if not isinstance(self.train.trust_shards, bool):
+            problems.append("train.trust_shards: true or false")
         if self.model.frozen_dtype not in ("float32", "bfloat16", "float16"):
             problems.append("model.frozen_dtype: 'float32', 'bfloat16' or 'float16'")
         for key in ("batch_size", "grad_accum", "epochs", "log_every", "model_max_length"):

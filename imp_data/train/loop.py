@@ -32,7 +32,7 @@ from imp_data.train.batching import make_collate, make_encode
 from imp_data.train.checkpoint import (latest_checkpoint, load_projector, load_resume_state, load_trainable,
                                        rng_state, save_checkpoint, set_rng_state)
 from imp_data.train.config import RunConfig, load_run
-from imp_data.train.data import make_loader
+from imp_data.train.data import ShardLoader, make_loader
 from imp_data.train.model import ImpModel, ModelSpec
 from imp_data.train.tokenizer import load_tokenizer, train_tiny_tokenizer
 
@@ -50,17 +50,17 @@ def mix_dir(cfg: RunConfig, data_root: Path) -> Path:
     return path
 
 
-def mix_render(path: Path) -> dict | None:
+def mix_render(source: Path | ShardLoader) -> dict | None:
     """How the mix rendered its images (mode, fill, resolution, resampler), from its first sample with an image;
-    kept in checkpoint meta so that evaluation renders benchmark images the same way."""
-    index = pl.read_parquet(path / "index.parquet", columns=["shard_name", "json_offset", "json_size", "jpg_offset"])
-    rows = index.filter(pl.col("jpg_offset").is_not_null()).head(1).to_dicts()
-    if not rows:
-        return None
-    with open(path / "shards" / rows[0]["shard_name"], "rb") as f:
-        f.seek(rows[0]["json_offset"])
-        image = json.loads(f.read(rows[0]["json_size"]))["image"]
-    return {k: image[k] for k in ("mode", "fill", "resolution", "resampler") if k in image}
+    kept in checkpoint meta so that evaluation renders benchmark images the same way. Read through the loader
+    (a run's own, or a verifying one over the mix dir): verified, and a bad shard is its one-line ShardError."""
+    loader = source if isinstance(source, ShardLoader) else make_loader(Path(source), encode=None, collate=list,
+                                                                        batch_size=1, seed=0)
+    record = loader.first_image()
+    if loader is not source:
+        loader.close()
+    image = record["image"] if record else None
+    return {k: image[k] for k in ("mode", "fill", "resolution", "resampler") if k in image} if image else None
 
 
 def build_tokenizer(cfg: RunConfig, data_root: Path, run_dir: Path):
@@ -135,7 +135,8 @@ def make_run_loader(cfg: RunConfig, tokenizer, model: ImpModel, data_root: Path,
     return make_loader(mix_dir(cfg, data_root), encode=encode, collate=make_collate(tokenizer),
                        batch_size=cfg.train.batch_size, seed=cfg.train.seed, rank=rank, world_size=world,
                        num_workers=cfg.train.num_workers, group_by_modality_length=cfg.train.group_by_modality_length,
-                       megabatch=cfg.train.batch_size * world * cfg.train.grad_accum, on_corrupt=cfg.train.on_corrupt)
+                       megabatch=cfg.train.batch_size * world * cfg.train.grad_accum, on_corrupt=cfg.train.on_corrupt,
+                       verify=not cfg.train.trust_shards)
 
 
 def forward_loss(model, batch: dict, device: torch.device) -> torch.Tensor:
@@ -259,11 +260,11 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
     barrier()  # rank 0 trains/saves the tokenizer; the others read the saved one
     tokenizer = tokenizer or build_tokenizer(cfg, root, run_dir)
     model = build_model(cfg, tokenizer, root).to(device)
-    render = mix_render(mix_dir(cfg, root))
+    loader = make_run_loader(cfg, tokenizer, model, root, rank, world)
+    render = mix_render(loader)
     if render and render["resolution"] != model.image_size:
         raise ImpDataError(f"{mix_dir(cfg, root)}: images are {render['resolution']} px but the vision tower takes "
                            f"{model.image_size} px — render the mix at {model.image_size} or change model.vision")
-    loader = make_run_loader(cfg, tokenizer, model, root, rank, world)
     if len(loader) == 0:
         raise ImpDataError(f"{mix_dir(cfg, root)}: fewer samples than one batch per rank — "
                            f"lower train.batch_size ({cfg.train.batch_size})")
