@@ -16,10 +16,16 @@ from pathlib import Path
 
 import polars as pl
 
-from imp_data.build_context import (BuildContext, image_store_factory, local_location, make_image_store,  # noqa: F401
-                                    read_frame)
+from imp_data.build_context import (  # noqa: F401 (re-exported: callers import the context from here)
+    BuildContext,
+    image_store_factory,
+    local_location,
+    make_image_store,
+    read_frame,
+)
 from imp_data.errors import ImpDataError
-from imp_data.fingerprint import stage_fingerprint, tree_identity
+from imp_data.fingerprint import stage_fingerprint
+from imp_data.identities import benchmark_identities
 from imp_data.stage_inputs import recipe_inputs
 from imp_data.stage_sync import mix_unit, normalized_unit, synced
 
@@ -54,12 +60,10 @@ def fetch_source(ctx: BuildContext, source: str) -> Path:
 @synced("normalize")
 def normalize_source(ctx: BuildContext, source: str):
     """Adapter records -> normalized/<source>.parquet + rejects/<source>.parquet; returns SourceCounts."""
-    from imp_data.normalize import normalize_records
+    from imp_data.normalize import normalize_records, read_counts
     from imp_data.progress import progress_bar
-    from imp_data.sources.registry import get_adapter
     from imp_data.sources.base import resolve_files
-
-    from imp_data.normalize import read_counts
+    from imp_data.sources.registry import get_adapter
 
     spec = ctx.source(source)
     adapter = get_adapter(spec.adapter)
@@ -147,7 +151,7 @@ def render_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     """Render every selected image into the mix's content-addressed render cache -> renders.parquet
     (hashes, rejects). Images whose render key is already cached are reused, not decoded."""
     from imp_data.io import atomic_path
-    from imp_data.mix.render import prune_cache, render_selection
+    from imp_data.mix.render import render_selection
     from imp_data.progress import progress_bar
 
     selected = read_frame(ctx.layout.selected(mix), "selection", "run the select stage first")
@@ -173,8 +177,22 @@ def render_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
         with atomic_path(ctx.layout.renders(mix)) as tmp:
             renders.write_parquet(tmp)
         ctx.stamp(unit, fp, [ctx.layout.renders(mix)])
-    prune_cache(render_dir, set(renders["render_key"].to_list()))
+    prune_renders(ctx, mix, renders)
     return renders
+
+
+def prune_renders(ctx: BuildContext, mix: str, renders: pl.DataFrame | None = None) -> int:
+    """Drop cached renders that neither the renders table nor the current plan uses (the plan's are kept
+    until it is remade, so shards written in between, e.g. by a Dagster step, still find their JPEGs)."""
+    from imp_data.mix.render import prune_cache
+
+    lay = ctx.layout
+    if renders is None:
+        renders = pl.read_parquet(lay.renders(mix), columns=["render_key"])
+    keep = set(renders["render_key"].to_list())
+    if lay.plan(mix).is_file():
+        keep |= {Path(c).stem for c in pl.read_parquet(lay.plan(mix), columns=["cache"])["cache"].drop_nulls()}
+    return prune_cache(lay.render_dir(mix), keep)
 
 
 @synced("dedup")
@@ -198,29 +216,6 @@ def dedup_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     ctx.stamp(unit, fp, outputs)
     ctx.note("dedup", mix, redone=1, reused=0, unit="table")
     return removals
-
-
-def benchmark_identities(ctx: BuildContext, mix: str) -> dict:
-    """What the decontamination benchmarks are: the content of a local folder / archive(s), else the
-    location itself (a pinned Hub revision or URL, fetched once)."""
-    import glob
-
-    from imp_data.stage_sync import under_root
-
-    out = {}
-    for name, location in sorted(ctx.recipe.mixes[mix].decontaminate.benchmarks.items()):
-        local = local_location(location, ctx.data_root)
-        if local is not None and ctx.remote is not None and under_root(location):
-            ctx.remote.pull_tree(location)  # a folder placed in the bucket: its content is the identity
-        if local is None:
-            out[name] = location
-        elif any(c in str(local) for c in "*?["):
-            out[name] = [tree_identity(Path(p), ctx.hashes) for p in sorted(glob.glob(str(local)))]
-        elif local.exists():
-            out[name] = tree_identity(local, ctx.hashes)
-        else:
-            out[name] = ["missing", location]  # never a machine path: stamps are the same everywhere
-    return out
 
 
 @synced("plan")
@@ -289,6 +284,7 @@ def finalize_mix(ctx: BuildContext, mix: str) -> dict:
     finalize_index(ctx, mix)
     gather_rejects(ctx, mix)
     stats = write_stats(ctx, mix)
+    prune_renders(ctx, mix)
     ctx.stamp(unit, fp, outputs)
     ctx.note("finalize", mix, redone=1, reused=0, unit="table")
     return stats

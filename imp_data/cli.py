@@ -24,6 +24,15 @@ def _print_reconciliation(rows: list[dict]) -> None:
               f"{dropped:<28} {r['available']:>9}  {'yes' if r['balanced'] else 'NO'}")
 
 
+def _print_reuse(reuse: list[dict]) -> None:
+    """A line per stage and subject: what this build redid and what it reused unchanged."""
+    if not reuse:
+        return
+    print(f"{'stage':<10} {'of':<18} {'redone':>7} {'reused':>7}")
+    for r in reuse:
+        print(f"{r['stage']:<10} {r['subject']:<18} {r['redone']:>7} {r['reused']:>7}  {r['unit']}")
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from imp_data.build import BuildContext, build
     from imp_data.buildlock import BUILD_DIRS, hold_build_lock
@@ -42,6 +51,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if stale:
             print(f"removed {stale} temp file(s) left by an interrupted build")
         result = build(ctx, sources=sources, until=args.until, mixes=args.mix or None)
+    _print_reuse(ctx.reuse)
     _print_reconciliation(result["rows"])
     for mix, stats in result["mixes"].items():
         t = stats["totals"]

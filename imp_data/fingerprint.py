@@ -28,6 +28,7 @@ from imp_data.io import dumps_canonical, file_sha256, write_json_atomic
 # Bump a stage's version when a change in its code changes the bytes it writes: every unit of that stage
 # (and what is made from it) is then redone on the next build, and Dagster shows those assets stale.
 CODE_VERSIONS = {
+    "fetch": "1",
     "normalize": "1",
     "select": "1",
     "render": "1",

@@ -16,6 +16,10 @@ STAGE_NAMES = tuple(CODE_VERSIONS)
 
 def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
     """The recipe fields `stage` reads for `subject` (a source for normalize, a mix for the rest)."""
+    if stage == "fetch":
+        spec = recipe.sources[subject]
+        return {"location": spec.location, "files": spec.files,
+                "images": [r.model_dump(mode="json") for r in spec.images], "download_images": spec.download_images}
     if stage == "normalize":
         from imp_data.sources.registry import get_adapter
 
@@ -24,12 +28,13 @@ def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
                 "files": spec.files, "options": spec.options}
     mix = recipe.mixes[subject]
     render = recipe.mix_render(subject).model_dump(mode="json")
+    # lists, not mappings: canonical JSON sorts keys, and the order of a mix's sources orders its tables
     if stage == "select":
         return {"mix": subject, "seed": recipe.seed,
-                "sources": {s: share.model_dump(mode="json") for s, share in mix.sources.items()}}
+                "sources": [[s, share.model_dump(mode="json")] for s, share in mix.sources.items()]}
     if stage == "render":
         return {"render": render,
-                "images": {s: [r.model_dump(mode="json") for r in recipe.sources[s].images] for s in mix.sources}}
+                "images": [[s, [r.model_dump(mode="json") for r in recipe.sources[s].images]] for s in mix.sources]}
     if stage == "dedup":
         return {"dedup": mix.dedup.model_dump(mode="json"), "decontaminate": mix.decontaminate.model_dump(mode="json")}
     if stage == "plan":
@@ -38,7 +43,8 @@ def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
         return {"mix": subject, "render": render,
                 "locations": {s: recipe.sources[s].location for s in mix.sources}}
     if stage == "finalize":
-        return {"recipe": recipe.name, "mix": subject, "spec": mix.model_dump(mode="json"), "render": render,
+        return {"recipe": recipe.name, "mix": subject, "spec": mix.model_dump(mode="json"),
+                "source_order": list(mix.sources), "render": render,
                 "seed": recipe.seed, "shard_size": recipe.mix_shard_size(subject),
                 "max_reject_rate": recipe.mix_max_reject_rate(subject),
                 "sources": {s: recipe.sources[s].model_dump(mode="json") for s in mix.sources}}
@@ -50,3 +56,18 @@ def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
 def code_version(recipe: Recipe, stage: str, subject: str) -> str:
     """The stage's code version plus the digest of the recipe fields it reads (Dagster's code_version)."""
     return f"{CODE_VERSIONS[stage]}-{digest(recipe_inputs(recipe, stage, subject))[:16]}"
+
+
+MIX_CHAIN = ("select", "render", "dedup", "plan", "shards", "finalize", "report")
+
+
+def asset_code_version(recipe: Recipe, stage: str, subject: str) -> str:
+    """Dagster's code_version of the asset running `stage`: its own and every upstream stage's code version
+    and recipe fields, so a recipe edit marks at once the asset that reads the field and every asset made
+    from it (a stale `renders` with a fresh `plan` would let a run write shards from a stale plan)."""
+    if stage in ("fetch", "normalize"):
+        parts = [code_version(recipe, s, subject) for s in ("fetch", "normalize")[: 1 + (stage == "normalize")]]
+    else:
+        parts = [code_version(recipe, s, src) for src in recipe.mixes[subject].sources for s in ("fetch", "normalize")]
+        parts += [code_version(recipe, s, subject) for s in MIX_CHAIN[: MIX_CHAIN.index(stage) + 1]]
+    return f"{CODE_VERSIONS[stage]}-{digest(parts)[:16]}"

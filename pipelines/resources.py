@@ -23,7 +23,12 @@ class DataRoot(dg.ConfigurableResource):
     workers: int = int(os.environ.get("IMP_DATA_WORKERS", "1"))
 
     def context(self, recipe: Recipe, fetch: "FetchSettings | None" = None) -> BuildContext:
+        """The build context of one step; refused (one line naming the holder) while `imp-data build` runs
+        on the same data root."""
+        from imp_data.buildlock import refuse_if_building
+
         local, remote = open_data_root(self.path, self.cache or None)
+        refuse_if_building(local)
         return BuildContext(recipe=recipe, data_root=local, workers=self.workers, progress=False,
                             download=fetch.download_config() if fetch else None, remote=remote)
 

@@ -100,6 +100,11 @@ def test_second_build_refused_in_one_line_then_runs_once_the_first_is_done(tmp_p
         assert f"pid {holder.pid} on" in build_running(data)
         with pytest.raises(BuildLocked, match=rf"pid {holder.pid} on .*wait for it to finish, or stop it"):
             refuse_if_building(data)
+        from imp_data.recipe import load_recipe
+        from pipelines.resources import DataRoot
+
+        with pytest.raises(BuildLocked, match=rf"pid {holder.pid} on"):  # every Dagster step starts here
+            DataRoot(path=str(data)).context(load_recipe(ROOT / "manifests" / "demo.yaml"))
         assert not (data / "mixes").exists(), "the refused build wrote nothing"
     finally:
         holder.communicate("done\n", timeout=30)  # the first one finishes

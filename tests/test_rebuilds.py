@@ -124,6 +124,8 @@ CASES = {
                   lambda ctx: redone(ctx, "render") == 0 and redone(ctx, "select") == 1),
     "seed": (lambda r: r.update(seed=4321), no_mirror_edit,
              lambda ctx: redone(ctx, "select") == 1 and redone(ctx, "plan") == 1),
+    "source_order": (lambda r: r["mixes"][STAGE2].update(sources=dict(reversed(r["mixes"][STAGE2]["sources"].items()))),
+                     no_mirror_edit, lambda ctx: redone(ctx, "render") == 0 and redone(ctx, "select") == 1),
     "take": (lambda r: r["mixes"][STAGE2]["sources"]["chartqa"].update(take=6), no_mirror_edit,
              lambda ctx: redone(ctx, "render") <= 2 and redone(ctx, "select") == 1
              and redone(ctx, "shards", "demo_stage1") == 0),
