@@ -26,6 +26,7 @@ from imp_data.build_context import (  # noqa: F401 (re-exported: callers import 
 from imp_data.errors import ImpDataError
 from imp_data.fingerprint import stage_fingerprint
 from imp_data.identities import benchmark_identities
+from imp_data.limits import applied
 from imp_data.stage_inputs import recipe_inputs
 from imp_data.stage_sync import mix_unit, normalized_unit, synced
 
@@ -78,7 +79,7 @@ def normalize_source(ctx: BuildContext, source: str):
         ctx.note("normalize", source, redone=0, reused=1, unit="table")
         return read_counts(lay.normalized(source))
     options = adapter.parse_options(spec.options)
-    with progress_bar(desc=f"normalize {source}", unit="rec", enabled=ctx.progress) as bar:
+    with applied(ctx.recipe.limits), progress_bar(desc=f"normalize {source}", unit="rec", enabled=ctx.progress) as bar:
         counts = normalize_records(source, adapter.read(root, files, options), lay.normalized(source),
                                    lay.source_rejects(source), progress=bar)
     ctx.stamp(unit, fp, outputs)
@@ -164,7 +165,7 @@ def render_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
             table, r, u = render_selection(rows, store_factory=image_store_factory(ctx, source), render=render,
                                            render_dir=render_dir, hashes=ctx.hashes, previous=ctx.layout.renders(mix),
                                            trust_previous=ctx.remote is not None, workers=ctx.workers,
-                                           progress=bar.update)
+                                           progress=bar.update, limits=ctx.recipe.limits.model_dump())
             parts.append(table)
             rendered, reused = rendered + r, reused + u
     renders = pl.concat(parts, how="vertical")

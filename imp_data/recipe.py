@@ -146,6 +146,23 @@ class MixSpec(_Strict):
     )
 
 
+class Limits(_Strict):
+    """What one untrusted input may cost: past a cap, that record or image is a reject (never the build)."""
+
+    max_record_bytes: int = Field(default=64 * 2**20, ge=1024,
+                                  description="Bytes of one JSON record; larger is a `record_too_large` reject.")
+    max_json_depth: int = Field(default=64, ge=4, le=10_000,
+                                description="Nesting depth of one record; deeper is a `record_too_deep` reject.")
+    max_image_pixels: int = Field(default=89_478_485, ge=1,
+                                  description="Decoded pixels of one image (PIL's bomb limit); more is `image_too_large`.")
+    max_member_bytes: int = Field(default=256 * 2**20, ge=1,
+                                  description="Uncompressed bytes of one archive member (one image); more is "
+                                  "`image_too_large`, found before anything is decompressed.")
+    max_compression_ratio: float = Field(default=100.0, ge=1,
+                                         description="Uncompressed / compressed size of one archive member; higher "
+                                         "is an `image_bomb` reject.")
+
+
 class Recipe(_Strict):
     """A whole recipe file."""
 
@@ -155,6 +172,7 @@ class Recipe(_Strict):
     render: RenderSpec = Field(default_factory=RenderSpec)
     shard_size: int = Field(default=1000, ge=1, description="Samples per shard.")
     max_reject_rate: float = Field(default=0.05, ge=0, le=1, description="Blocking check threshold.")
+    limits: Limits = Field(default_factory=Limits, description="Caps on hostile or broken inputs.")
     sources: dict[str, SourceSpec] = Field(min_length=1)
     mixes: dict[str, MixSpec] = Field(min_length=1)
 

@@ -25,7 +25,8 @@ def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
 
         spec = recipe.sources[subject]
         return {"source": subject, "adapter": spec.adapter, "adapter_version": get_adapter(spec.adapter).version,
-                "files": spec.files, "options": spec.options}
+                "files": spec.files, "options": spec.options,
+                "limits": recipe.limits.model_dump(include={"max_record_bytes", "max_json_depth"})}
     mix = recipe.mixes[subject]
     render = recipe.mix_render(subject).model_dump(mode="json")
     # lists, not mappings: canonical JSON sorts keys, and the order of a mix's sources orders its tables
@@ -33,7 +34,8 @@ def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
         return {"mix": subject, "seed": recipe.seed,
                 "sources": [[s, share.model_dump(mode="json")] for s, share in mix.sources.items()]}
     if stage == "render":
-        return {"render": render,
+        return {"render": render, "limits": recipe.limits.model_dump(
+                    include={"max_image_pixels", "max_member_bytes", "max_compression_ratio"}),
                 "images": [[s, [r.model_dump(mode="json") for r in recipe.sources[s].images]] for s in mix.sources]}
     if stage == "dedup":
         return {"dedup": mix.dedup.model_dump(mode="json"), "decontaminate": mix.decontaminate.model_dump(mode="json")}

@@ -38,9 +38,14 @@ RESULT_SCHEMA = {
 _RESULT_FIELDS = ("sha256", "phash", "orig_width", "orig_height", "width", "height", "reason", "detail")
 
 
-def render_key(identity: str, render: dict) -> str:
-    """The cache key of one render: what the bytes are, how they are rendered, by which code version."""
-    return digest({"image": identity, "render": render, "code": CODE_VERSIONS["render"]})
+IMAGE_LIMITS = ("max_image_pixels", "max_member_bytes", "max_compression_ratio")
+
+
+def render_key(identity: str, render: dict, limits: dict | None = None) -> str:
+    """The cache key of one render: what the bytes are, how they are rendered (settings and the image caps
+    that decide a reject), by which code version."""
+    caps = {k: v for k, v in (limits or {}).items() if k in IMAGE_LIMITS}
+    return digest({"image": identity, "render": render, "limits": caps, "code": CODE_VERSIONS["render"]})
 
 
 def cache_relpath(key: str, suffix: str = ".jpg") -> str:
@@ -60,6 +65,7 @@ class RenderJob:
     hashes: FileHashes
     previous: dict = field(default_factory=dict)  # id -> (render_key, result) of the last renders.parquet
     trust_previous: bool = False  # remote data root: the JPEGs of previous renders are in the bucket
+    limits: dict | None = None  # the recipe's caps (imp_data.limits), applied in the worker
 
 
 @dataclass
@@ -111,12 +117,19 @@ def _render_one(store, image: str, key: str, spec: RenderSpec, cache: Path) -> d
 
 
 def _run_job(job: RenderJob) -> ChunkResult:
+    from imp_data.limits import applied
+
+    with applied(job.limits):
+        return _run_chunk(job)
+
+
+def _run_chunk(job: RenderJob) -> ChunkResult:
     store = job.store_factory()
     spec = RenderSpec.model_validate(job.render)
     cache = Path(job.cache_dir)
     out = ChunkResult(rows=[])
     for sample_id, image in zip(job.ids, job.images):
-        key = render_key(_identity(store, image, job.hashes), job.render)
+        key = render_key(_identity(store, image, job.hashes), job.render, job.limits)
         result = _read_result(cache, key)
         prev = job.previous.get(sample_id)
         if result is None and prev is not None and prev[0] == key and job.trust_previous:
@@ -170,6 +183,7 @@ def render_selection(
     trust_previous: bool = False,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    limits: dict | None = None,
 ) -> tuple[pl.DataFrame, int, int]:
     """Render the images of `selected` (columns id, image) for one source; return (result table,
     images rendered, images reused).
@@ -184,7 +198,8 @@ def render_selection(
     prev = _previous(previous, ids) if previous is not None else {}
     settings = render.model_dump(mode="json")
     jobs = [RenderJob(tuple(ids[s:s + CHUNK]), tuple(images[s:s + CHUNK]), str(render_dir / "cache"), settings,
-                      store_factory, hashes, {i: prev[i] for i in ids[s:s + CHUNK] if i in prev}, trust_previous)
+                      store_factory, hashes, {i: prev[i] for i in ids[s:s + CHUNK] if i in prev}, trust_previous,
+                      limits)
             for s in range(0, len(ids), CHUNK)]
     results: list[ChunkResult] = []
     if workers > 1 and len(jobs) > 1:
