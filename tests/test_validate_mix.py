@@ -145,7 +145,7 @@ def test_recipe_with_another_render_resolution_is_stale(demo_build, tmp_path):
     raw = yaml.safe_load(DEMO_RECIPE.read_text())
     raw["render"]["resolution"] = 32
     recipe = tmp_path / "demo.yaml"
-    recipe.write_text(yaml.safe_dump(raw))
+    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))  # key order is source order: keep it
     problems = validate_paths([recipe, root / "mixes" / MIX])
     stale = _lines(problems, f"{root / 'mixes' / MIX}: stale — the recipe {recipe} changed what stages render,")
     assert stale and "select" not in stale[0] and "dedup" not in stale[0], problems
