@@ -1,11 +1,15 @@
 """`imp-data`: the command line. Each command is a thin call into the library (the same functions the
-Dagster assets call); an `ImpDataError` is printed as one line and exits 1, never a traceback."""
+Dagster assets call). Every failure is one line on stderr and exit 1: an `ImpDataError` as written, a
+full disk or read-only output as the path and what to do, anything else as its type and message with a
+hint; `--debug` adds the traceback."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from imp_data.errors import ImpDataError
@@ -33,6 +37,41 @@ def _print_reuse(reuse: list[dict]) -> None:
         print(f"{r['stage']:<10} {r['subject']:<18} {r['redone']:>7} {r['reused']:>7}  {r['unit']}")
 
 
+def _output_folder(path: str | Path, what: str) -> Path:
+    """`path` as a folder to write into: refused in one line when it, or the nearest existing folder above
+    it, is a file."""
+    path = Path(path)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                problem = "exists and is not a folder" if existing == path else f"{existing} is a file, not a folder"
+                raise ImpDataError(f"{path}: {problem} — choose a folder (or a new path) for the {what}")
+            break
+    return path
+
+
+def policy_violations(ctx, mix: str) -> list[str]:
+    """The recipe's blocking policies (reject rate, decontamination limit), measured by the same functions
+    the Dagster checks call; one line per violation."""
+    from imp_data.quality import contamination_left, reject_rate
+
+    if ctx.remote is not None:  # the checks read the mix's tables, as Dagster's do after pulling them
+        from imp_data.stage_sync import pull_mix_tables
+
+        pull_mix_tables(ctx, mix)
+    lines, report = [], ctx.layout.report(mix)
+    r = reject_rate(ctx, mix)
+    if not r["ok"]:
+        lines.append(f"mix {mix}: reject rate {r['rate']:.2%} ({r['rejected']} of {r['read']} records) exceeds "
+                     f"max_reject_rate {r['limit']:.2%} — see {report}")
+    c = contamination_left(ctx, mix)
+    if not c["ok"]:
+        lines.append(f"mix {mix}: " + (c.get("problem") or (
+            f"{c['left']} benchmark-matching samples remain, more than the decontamination limit {c['limit']} "
+            f"(policy {c['policy']}) — see {report}")))
+    return lines
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from imp_data.build import BuildContext, build
     from imp_data.buildlock import BUILD_DIRS, hold_build_lock
@@ -41,6 +80,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from imp_data.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
+    for mix in args.mix or []:
+        if mix not in recipe.mixes:
+            raise ImpDataError(f"--mix {mix!r}: {args.recipe} has no such mix; its mixes: {', '.join(recipe.mixes)}")
     local, remote = open_data_root(args.data_root, args.cache)
     ctx = BuildContext(recipe=recipe, data_root=local, workers=args.workers, progress=not args.quiet, remote=remote)
     if remote is not None:
@@ -57,13 +99,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         t = stats["totals"]
         print(f"mix {mix}: {t['taken']} samples in {t['shards']} shards -> {ctx.layout.mix(mix)}  "
               f"(rejected {t['rejected']}, dropped {t['dropped']}; report: {ctx.layout.report(mix)})")
-    return 0 if all(r["balanced"] for r in result["rows"]) else 1
+    violations = [line for mix in result["mixes"] for line in policy_violations(ctx, mix)]
+    for line in violations:
+        print(f"imp-data build: error: {line}", file=sys.stderr)
+    return 0 if all(r["balanced"] for r in result["rows"]) and not violations else 1
 
 
 def cmd_fixtures(args: argparse.Namespace) -> int:
     from imp_data.fixtures import write_mirror
 
-    summary = write_mirror(Path(args.out_dir), scale=args.scale, seed=args.seed)
+    summary = write_mirror(_output_folder(args.out_dir, "fixture mirror"), scale=args.scale, seed=args.seed)
     print(f"fixture mirror written to {args.out_dir}: {summary}")
     return 0
 
@@ -93,14 +138,21 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_export_llava(args: argparse.Namespace) -> int:
     from imp_data.export import export_llava
 
-    out = export_llava(Path(args.mix_dir), Path(args.out_dir))
+    out = export_llava(Path(args.mix_dir), _output_folder(args.out_dir, "export"))
     print(f"wrote {out}")
     return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    import fsspec
+
     from imp_data.remote import publish_mix
 
+    fs, target = fsspec.core.url_to_fs(args.url.rstrip("/"))
+    if "file" in fs.protocol or "local" in fs.protocol:
+        _output_folder(target, "published mix")
+    elif fs.isfile(target):
+        raise ImpDataError(f"{args.url}: exists and is not a folder — choose a new prefix for the published mix")
     counts = publish_mix(Path(args.mix_dir), args.url)
     print(f"published {args.mix_dir} -> {args.url}: {counts['uploaded']} uploaded, {counts['skipped']} unchanged")
     return 0
@@ -109,7 +161,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_schemas(args: argparse.Namespace) -> int:
     from imp_data.schema_export import write_schemas
 
-    for path in write_schemas(Path(args.out_dir)):
+    for path in write_schemas(_output_folder(args.out_dir, "schemas")):
         print(path)
     return 0
 
@@ -168,6 +220,7 @@ def parser() -> argparse.ArgumentParser:
         description="Build the Imp training mixes reproducibly (fetch -> normalize -> select -> render -> "
         "shards -> report), train on them, and evaluate. Outputs follow DESIGN §4 under the data root.",
     )
+    p.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("fixtures", help="write a small mirror of every source in its native published layout")
@@ -245,22 +298,65 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--skip-train", action="store_true", help="stop after building the mixes")
     s.set_defaults(func=cmd_demo)
+    for command in sub.choices.values():  # `imp-data build --debug …` as well as `imp-data --debug build …`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
+
+
+# where each command writes, for a full disk or read-only output: (what, the option that moves it, its value)
+_OUTPUT = {"build": ("data root", "--data-root", "data_root"), "demo": ("data root", "--data-root", "data_root"),
+           "train": ("data root", "--data-root", "data_root"), "eval": ("data root", "--data-root", "data_root"),
+           "export-llava": ("output folder", "OUT_DIR", "out_dir"), "fixtures": ("output folder", "OUT_DIR", "out_dir"),
+           "schemas": ("output folder", "--out-dir", "out_dir"), "publish": ("destination", "URL", "url")}
+
+
+def _os_error_line(err: OSError, args: argparse.Namespace) -> str | None:
+    """A full disk, or an output that cannot be written, as the path and what to do; None for other errors."""
+    what, option, attr = _OUTPUT.get(args.command, ("output", "another output", ""))
+    root = getattr(args, attr, None) if attr else None
+    if what == "data root" and root is not None and "://" in root:  # a bucket: the writes go to its local cache
+        from imp_data.dataroot import default_cache
+
+        what, option, root = "cache", "--cache", str(args.cache or default_cache(root))
+    path = err.filename or root or "(unknown path)"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{path}: no space left on the device — free space on {root or path} (the {what}) and rerun"
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        if root is not None and (err.filename is None or _under(err.filename, root)):
+            return f"{path}: {err.strerror} — the {what} {root} is read-only: choose a writable {option}"
+        return f"{path}: {err.strerror} — check its permissions"
+    return None
+
+
+def _under(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    return path == root or root in path.parents
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + " …"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except ImpDataError as err:
-        print(f"imp-data {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    except ValueError as err:  # unknown names (adapter, preset) list the valid ones
-        print(f"imp-data {args.command}: error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the one place every failure becomes one line
+        if args.debug:
+            traceback.print_exc()
+        line = _os_error_line(err, args) if isinstance(err, OSError) else None
+        if isinstance(err, (ImpDataError, ValueError)):  # ValueError: unknown names (adapter, preset) list the valid ones
+            line = str(err)
+        if line is not None:
+            print(f"imp-data {args.command}: error: {line}", file=sys.stderr)
+        else:
+            hint = "" if args.debug else " (run with --debug for the traceback)"
+            print(f"imp-data: unexpected error: {type(err).__name__}: {_one_line(err)}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,16 +9,61 @@ stage 2 from one recipe). `load_recipe` reports every problem at once, each with
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from imp_data.errors import RecipeError
 from imp_data.schema import SOURCE_NAME_RE
 
 ImageMode = Literal["pad", "squash", "expand2square"]
+
+
+def _no_bool(value: object) -> object:
+    """YAML's true/false are Python ints (True == 1): refuse them where a number goes, e.g. `take: true`."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")  # noqa: TRY004 - pydantic reports ValueError
+    return value
+
+
+Int = Annotated[int, Strict()]  # no bools, no "5", no 5.0: a recipe's numbers are written as numbers
+Num = Annotated[float, BeforeValidator(_no_bool)]
+Rate = Annotated[float, Field(ge=0, le=1), BeforeValidator(_no_bool)]
+# Source and mix names become folder and file names under the data root (raw/<source>/, mixes/<mix>/).
+Name = Annotated[str, StringConstraints(pattern=SOURCE_NAME_RE)]
+
+
+def _name_keys(*fields: str):
+    """JSON schema of name-keyed maps: every key must be a name (pydantic's patternProperties would let any
+    other key through unchecked)."""
+    def edit(schema: dict) -> None:
+        for field in fields:
+            prop = schema["properties"][field]
+            ((pattern, value),) = prop.pop("patternProperties").items()
+            prop["additionalProperties"], prop["propertyNames"] = value, {"pattern": pattern}
+    return edit
+
+
+# Reasons the build itself records drops and removals under (select.py: not_sampled; mix/dedup.py:
+# duplicate_exact, duplicate_near, contaminated:<benchmark>). A drop rule's name is a reason too, counted in
+# the same `dropped` table, so a rule may not take one of these.
+RESERVED_REASONS = {
+    "not_sampled": "take-N records the records it leaves out",
+    "duplicate_exact": "dedup records exact duplicate images",
+    "duplicate_near": "dedup records near-duplicate images",
+    "contaminated": "decontamination records benchmark matches (as contaminated:<benchmark>)",
+}
 
 
 class _Strict(BaseModel):
@@ -36,10 +81,10 @@ class ImageRoot(_Strict):
 class RenderSpec(_Strict):
     """How images are rendered into shards (DESIGN §4)."""
 
-    resolution: int = Field(default=384, ge=8, le=4096, description="Side of the square output in pixels.")
+    resolution: Int = Field(default=384, ge=8, le=4096, description="Side of the square output in pixels.")
     mode: ImageMode = Field(default="pad", description="pad = resize-then-pad (paper); squash; expand2square.")
-    fill: tuple[int, int, int] = Field(default=(127, 127, 127), description="Pad colour (SigLIP mean 0.5).")
-    quality: int = Field(default=95, ge=1, le=100, description="JPEG quality of the rendered image.")
+    fill: tuple[Int, Int, Int] = Field(default=(127, 127, 127), description="Pad colour (SigLIP mean 0.5).")
+    quality: Int = Field(default=95, ge=1, le=100, description="JPEG quality of the rendered image.")
     resampler: Literal["torch", "pillow"] = Field(
         default="torch",
         description="Bicubic resize kernel: torch (same bytes on every CPU, SIMD on x86 AVX2) or pillow.")
@@ -67,6 +112,16 @@ class SourceSpec(_Strict):
     )
     license: str | None = Field(default=None, description="Licence of the text, for the report.")
 
+    @field_validator("files")
+    @classmethod
+    def _relative(cls, files: list[str] | None) -> list[str] | None:
+        """A file list names files inside `location`; reading elsewhere is what `location` is for."""
+        for f in files or []:
+            if not f or PurePosixPath(f).is_absolute() or ".." in PurePosixPath(f).parts:
+                raise ValueError(f"{f!r}: files are paths relative to `location`, without '..' "
+                                 "(to read another folder, make it the location)")
+        return files
+
 
 class DropRule(_Strict):
     """Drop records matching a condition; dropped records are counted under the rule's name."""
@@ -76,12 +131,39 @@ class DropRule(_Strict):
     text_only: bool | None = Field(default=None, description="True: drop text-only records.")
     source_ids: list[str] | None = Field(default=None, description="Drop these native ids.")
 
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_REASONS:
+            raise ValueError(f"{name!r} is reserved ({RESERVED_REASONS[name]}): give the rule another name")
+        return name
+
 
 class MixSource(_Strict):
     """One source's share of a mix."""
 
-    take: int | Literal["all"] = Field(default="all", description="Records to sample (seeded), or 'all'.")
+    take: Int | Literal["all"] = Field(default="all", description="Records to sample (seeded), or 'all'.")
     drop: list[DropRule] = Field(default_factory=list)
+
+    @field_validator("take", mode="before")
+    @classmethod
+    def _number_or_all(cls, take: object) -> object:
+        if take != "all" and type(take) is not int:  # one message, not one per member of the union
+            shown = str(take).lower() if isinstance(take, bool) else repr(take)
+            raise ValueError(f"take must be a whole number >= 0 or 'all', got {shown}")
+        return take
+
+    @field_validator("drop")
+    @classmethod
+    def _unique_names(cls, drop: list[DropRule]) -> list[DropRule]:
+        """Each rule's drops are counted under its name; two rules with one name would merge their counts."""
+        first: dict[str, int] = {}
+        for i, rule in enumerate(drop):
+            if rule.name in first:
+                raise ValueError(f"rules {first[rule.name]} and {i} are both named {rule.name!r}: "
+                                 "each rule needs its own name")
+            first[rule.name] = i
+        return drop
 
     @field_validator("take")
     @classmethod
@@ -95,7 +177,7 @@ class DedupSpec(_Strict):
     """Image dedup across the mix (perceptual hash)."""
 
     mode: Literal["off", "within_source", "across_sources"] = "off"
-    max_distance: int = Field(default=4, ge=0, le=32, description="phash Hamming distance for near dups.")
+    max_distance: Int = Field(default=4, ge=0, le=32, description="phash Hamming distance for near dups.")
     source_priority: list[str] = Field(default_factory=list, description="Which copy to keep first.")
 
     @field_validator("mode", mode="before")
@@ -107,7 +189,9 @@ class DedupSpec(_Strict):
 class DecontamSpec(_Strict):
     """Drop training images that match evaluation benchmark images."""
 
-    benchmarks: dict[str, str] = Field(
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_name_keys("benchmarks"))
+
+    benchmarks: dict[Name, str] = Field(
         default_factory=dict,
         description="benchmark name -> location: a folder laid out as LLaVA's playground/data/eval/<name> (read "
         "by the eval job's adapter for that benchmark), or an image archive / glob of archives as published.")
@@ -115,9 +199,9 @@ class DecontamSpec(_Strict):
         default="asked",
         description="For a benchmark folder in the eval layout: 'asked' = the images its questions ask about "
         "(POPE's 500 val2014 images), 'all' = every image of its download, all splits.")
-    max_distance: int = Field(default=4, ge=0, le=32, description="phash Hamming distance that counts as a match.")
+    max_distance: Int = Field(default=4, ge=0, le=32, description="phash Hamming distance that counts as a match.")
     drop: bool = Field(default=True, description="False: report only.")
-    max_remaining: int | None = Field(
+    max_remaining: Int | None = Field(
         default=None, ge=0,
         description="Matching samples the blocking check lets into the plan (default: 0 when drop, no limit when "
         "report only).")
@@ -132,14 +216,15 @@ class DecontamSpec(_Strict):
 class MixSpec(_Strict):
     """A mix to build into mixes/<name>/."""
 
-    stage: Literal[1, 2] = Field(description="1 = projector pre-training captions, 2 = instruction tuning.")
+    stage: Annotated[Literal[1, 2], BeforeValidator(_no_bool)] = Field(
+        description="1 = projector pre-training captions, 2 = instruction tuning.")
     sources: dict[str, MixSource] = Field(min_length=1)
     render: RenderSpec | None = Field(default=None, description="Overrides the recipe's render settings.")
-    shard_size: int | None = Field(default=None, ge=1, description="Overrides the recipe's shard size.")
+    shard_size: Int | None = Field(default=None, ge=1, description="Overrides the recipe's shard size.")
     dedup: DedupSpec = Field(default_factory=DedupSpec)
     decontaminate: DecontamSpec = Field(default_factory=DecontamSpec)
-    max_reject_rate: float | None = Field(default=None, ge=0, le=1)
-    partitions: int = Field(
+    max_reject_rate: Rate | None = None
+    partitions: Int = Field(
         default=8, ge=1, le=5000,
         description="Dagster partitions of the shards asset; shard s belongs to partition s mod N "
         "(the shard count is only known once the plan exists, the partition set must be known before).",
@@ -149,16 +234,16 @@ class MixSpec(_Strict):
 class Limits(_Strict):
     """What one untrusted input may cost: past a cap, that record or image is a reject (never the build)."""
 
-    max_record_bytes: int = Field(default=64 * 2**20, ge=1024,
+    max_record_bytes: Int = Field(default=64 * 2**20, ge=1024,
                                   description="Bytes of one JSON record; larger is a `record_too_large` reject.")
-    max_json_depth: int = Field(default=64, ge=4, le=10_000,
+    max_json_depth: Int = Field(default=64, ge=4, le=10_000,
                                 description="Nesting depth of one record; deeper is a `record_too_deep` reject.")
-    max_image_pixels: int = Field(default=89_478_485, ge=1,
+    max_image_pixels: Int = Field(default=89_478_485, ge=1,
                                   description="Decoded pixels of one image (PIL's bomb limit); more is `image_too_large`.")
-    max_member_bytes: int = Field(default=256 * 2**20, ge=1,
+    max_member_bytes: Int = Field(default=256 * 2**20, ge=1,
                                   description="Uncompressed bytes of one archive member (one image); more is "
                                   "`image_too_large`, found before anything is decompressed.")
-    max_compression_ratio: float = Field(default=100.0, ge=1,
+    max_compression_ratio: Num = Field(default=100.0, ge=1,
                                          description="Uncompressed / compressed size of one archive member; higher "
                                          "is an `image_bomb` reject.")
 
@@ -166,15 +251,17 @@ class Limits(_Strict):
 class Recipe(_Strict):
     """A whole recipe file."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_name_keys("sources", "mixes"))
+
     name: str = Field(pattern=SOURCE_NAME_RE)
     description: str = ""
-    seed: int = Field(default=0, description="Seeds take-N and the shuffle; same seed, same bytes.")
+    seed: Int = Field(default=0, description="Seeds take-N and the shuffle; same seed, same bytes.")
     render: RenderSpec = Field(default_factory=RenderSpec)
-    shard_size: int = Field(default=1000, ge=1, description="Samples per shard.")
-    max_reject_rate: float = Field(default=0.05, ge=0, le=1, description="Blocking check threshold.")
+    shard_size: Int = Field(default=1000, ge=1, description="Samples per shard.")
+    max_reject_rate: Rate = Field(default=0.05, description="Blocking check threshold.")
     limits: Limits = Field(default_factory=Limits, description="Caps on hostile or broken inputs.")
-    sources: dict[str, SourceSpec] = Field(min_length=1)
-    mixes: dict[str, MixSpec] = Field(min_length=1)
+    sources: dict[Name, SourceSpec] = Field(min_length=1)
+    mixes: dict[Name, MixSpec] = Field(min_length=1)
 
     def mix_render(self, mix: str) -> RenderSpec:
         return self.mixes[mix].render or self.render
@@ -192,7 +279,18 @@ class Recipe(_Strict):
 
 
 def _path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "<top>"
+    """`mixes.m.sources.dvqa.take`; a key that is not a plain word is quoted: `mixes.'../../x'.stage`."""
+    return ".".join(p if isinstance(p, str) and re.fullmatch(r"[\w\[\]'-]+", p) else
+                    str(p) if isinstance(p, int) else repr(p) for p in loc) or "<top>"
+
+
+def _problem(error: dict) -> str:
+    """One pydantic error as `yaml.path: message`; a bad source, mix or benchmark name said as such."""
+    loc = error["loc"]
+    if len(loc) >= 3 and loc[-1] == "[key]" and loc[-3] in ("sources", "mixes", "benchmarks"):
+        kind = {"sources": "source", "mixes": "mix", "benchmarks": "benchmark"}[loc[-3]]
+        return f"{_path(loc[:-1])}: {kind} names must match {SOURCE_NAME_RE} (the name becomes a folder name)"
+    return f"{_path(loc)}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def _semantic_problems(raw: dict[str, Any]) -> list[str]:
@@ -202,10 +300,10 @@ def _semantic_problems(raw: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
     for name, spec in sources.items():
+        if name == "benchmarks":  # raw/benchmarks/ holds the decontamination benchmarks' fetched copies
+            problems.append("sources.benchmarks: the name is reserved (raw/benchmarks/ holds benchmark images)")
         if not isinstance(spec, dict):
             continue
-        if not re.match(SOURCE_NAME_RE, str(name)):
-            problems.append(f"sources.{name}: source names must match {SOURCE_NAME_RE}")
         adapter = spec.get("adapter")
         if adapter is None:
             continue
@@ -241,7 +339,7 @@ def parse_recipe(raw: Any, origin: str = "<recipe>") -> Recipe:
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as err:
-        problems += [f"{_path(e['loc'])}: {e['msg']}" for e in err.errors()]
+        problems += [_problem(e) for e in err.errors()]
     problems += _semantic_problems(raw)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
