@@ -115,13 +115,14 @@ def select_mix(ctx: BuildContext, mix: str) -> dict:
     from imp_data.mix.select import SELECT_COLUMNS, select_source
 
     spec = ctx.recipe.mixes[mix]
-    unit, outputs = mix_unit(mix, "selection"), [ctx.layout.selected(mix), ctx.layout.drops(mix)]
+    unit = mix_unit(mix, "selection")
+    outputs = [ctx.layout.selected(mix), ctx.layout.drops(mix), ctx.layout.reserve(mix)]
     fp = stage_fingerprint("select", recipe=recipe_inputs(ctx.recipe, "select", mix),
                            normalized={s: ctx.sha(ctx.layout.normalized(s)) for s in spec.sources})
     if ctx.fresh(unit, fp):
         ctx.note("select", mix, redone=0, reused=1, unit="table")
         return ctx.stamp_of(unit)["summary"]
-    taken, drops, summary = [], [], {}
+    taken, drops, reserve, summary = [], [], [], {}
     for source, share in spec.sources.items():
         path = ctx.layout.normalized(source)
         if not path.is_file():
@@ -129,6 +130,8 @@ def select_mix(ctx: BuildContext, mix: str) -> dict:
         frame = pl.read_parquet(path, columns=SELECT_COLUMNS)  # never the texts: they stay on disk
         sel = select_source(frame, source, share, ctx.recipe.seed)
         taken.append(sel.taken)
+        if sel.reserve is not None:
+            reserve.append(sel.reserve)
         for rule, rows in sel.dropped.items():
             stage = "select"
             drops.append(rows.with_columns(pl.lit(stage).alias("stage"), pl.lit(rule).alias("reason"),
@@ -139,7 +142,9 @@ def select_mix(ctx: BuildContext, mix: str) -> dict:
                            "selected": sel.taken.height}
     selected = pl.concat(taken, how="vertical") if taken else pl.DataFrame()
     dropped = pl.concat(drops, how="vertical").select(list(DROP_COLUMNS)) if drops else pl.DataFrame(schema=DROP_COLUMNS)
-    for path, frame in ((ctx.layout.selected(mix), selected), (ctx.layout.drops(mix), dropped)):
+    reserved = pl.concat(reserve, how="vertical") if reserve else selected.clear()
+    for path, frame in ((ctx.layout.selected(mix), selected), (ctx.layout.drops(mix), dropped),
+                        (ctx.layout.reserve(mix), reserved)):
         with atomic_path(path) as tmp:
             frame.write_parquet(tmp)
     ctx.stamp(unit, fp, outputs, summary=summary)
@@ -149,35 +154,43 @@ def select_mix(ctx: BuildContext, mix: str) -> dict:
 
 @synced("render")
 def render_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
-    """Render every selected image into the mix's content-addressed render cache -> renders.parquet
-    (hashes, rejects). Images whose render key is already cached are reused, not decoded."""
+    """Render the selected images into the mix's content-addressed render cache, replacing samples lost to
+    render rejects or dedup/decontamination from the seeded reserve (imp_data.mix.fill) -> renders.parquet
+    and fill.parquet. Images whose render key is already cached are reused, not decoded."""
     from imp_data.io import atomic_path
-    from imp_data.mix.render import render_selection
+    from imp_data.mix.fill import render_and_fill, render_rows
     from imp_data.progress import progress_bar
 
-    selected = read_frame(ctx.layout.selected(mix), "selection", "run the select stage first")
-    render, render_dir = ctx.recipe.mix_render(mix), ctx.layout.render_dir(mix)
-    parts, rendered, reused = [], 0, 0
+    lay = ctx.layout
+    selected = read_frame(lay.selected(mix), "selection", "run the select stage first")
+    reserve = pl.read_parquet(lay.reserve(mix)) if lay.reserve(mix).is_file() else selected.clear()
+    unit, outputs = mix_unit(mix, "renders"), [lay.renders(mix), lay.fill(mix)]
+
+    def fingerprint(renders: pl.DataFrame) -> str:  # the fill's decisions are a function of all of these
+        return stage_fingerprint("render", recipe=recipe_inputs(ctx.recipe, "render", mix),
+                                 removal=recipe_inputs(ctx.recipe, "dedup", mix),
+                                 benchmarks=benchmark_identities(ctx, mix),
+                                 tables=[ctx.sha(lay.selected(mix)), ctx.sha(lay.reserve(mix))],
+                                 renders=renders.select("id", "render_key").rows())
+
     n_images = selected.filter(pl.col("image").is_not_null()).height
+    first = 0  # images rendered while checking the last outcome (counted once in the report)
     with progress_bar(total=n_images, desc=f"render {mix}", unit="img", enabled=ctx.progress) as bar:
-        for source in ctx.sources_of(mix):
-            rows = selected.filter(pl.col("source") == source)
-            table, r, u = render_selection(rows, store_factory=image_store_factory(ctx, source), render=render,
-                                           render_dir=render_dir, hashes=ctx.hashes, previous=ctx.layout.renders(mix),
-                                           trust_previous=ctx.remote is not None, workers=ctx.workers,
-                                           progress=bar.update, limits=ctx.recipe.limits.model_dump())
-            parts.append(table)
-            rendered, reused = rendered + r, reused + u
-    renders = pl.concat(parts, how="vertical")
-    ctx.note("render", mix, redone=rendered, reused=reused, unit="img")
-    unit = mix_unit(mix, "renders")
-    fp = stage_fingerprint("render", recipe=recipe_inputs(ctx.recipe, "render", mix),
-                           selected=ctx.sha(ctx.layout.selected(mix)),
-                           renders=renders.select("id", "render_key").rows())
+        if lay.fill(mix).is_file() and lay.renders(mix).is_file():  # the last outcome, if nothing changed
+            last = pl.concat([selected, pl.read_parquet(lay.fill(mix)).filter(
+                pl.col("id").is_in(reserve["id"].implode()))], how="vertical")
+            parts, first, reused = render_rows(ctx, mix, last, bar)
+            if parts and ctx.fresh(unit, fingerprint(pl.concat(parts, how="vertical"))):
+                ctx.note("render", mix, redone=first, reused=reused, unit="img")
+                return pl.read_parquet(lay.renders(mix))
+        renders, fill, rendered, reused = render_and_fill(ctx, mix, selected, reserve, bar)
+    ctx.note("render", mix, redone=first + rendered, reused=max(0, renders.height - first - rendered), unit="img")
+    fp = fingerprint(renders)
     if not ctx.fresh(unit, fp):
-        with atomic_path(ctx.layout.renders(mix)) as tmp:
-            renders.write_parquet(tmp)
-        ctx.stamp(unit, fp, [ctx.layout.renders(mix)])
+        for path, frame in ((lay.renders(mix), renders), (lay.fill(mix), fill)):
+            with atomic_path(path) as tmp:
+                frame.write_parquet(tmp)
+        ctx.stamp(unit, fp, outputs)
     prune_renders(ctx, mix, renders)
     return renders
 
@@ -202,16 +215,19 @@ def dedup_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     from imp_data.io import atomic_path
     from imp_data.mix.removals import find_removals
 
+    from imp_data.mix.fill import activated
+
     lay = ctx.layout
-    selected = read_frame(lay.selected(mix), "selection", "run the select stage first")
+    read_frame(lay.selected(mix), "selection", "run the select stage first")
     renders = read_frame(lay.renders(mix), "renders", "run the render stage first")
     unit, outputs = mix_unit(mix, "removals"), [lay.removals(mix), lay.contamination(mix)]
     fp = stage_fingerprint("dedup", recipe=recipe_inputs(ctx.recipe, "dedup", mix), selected=ctx.sha(lay.selected(mix)),
-                           renders=ctx.sha(lay.renders(mix)), benchmarks=benchmark_identities(ctx, mix))
+                           fill=ctx.sha(lay.fill(mix)), renders=ctx.sha(lay.renders(mix)),
+                           benchmarks=benchmark_identities(ctx, mix))
     if ctx.fresh(unit, fp):
         ctx.note("dedup", mix, redone=0, reused=1, unit="table")
         return pl.read_parquet(lay.removals(mix))
-    removals = find_removals(ctx, mix, selected, renders)
+    removals = find_removals(ctx, mix, activated(lay, mix), renders)
     with atomic_path(lay.removals(mix)) as tmp:
         removals.write_parquet(tmp)
     ctx.stamp(unit, fp, outputs)
@@ -221,13 +237,14 @@ def dedup_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
 
 @synced("plan")
 def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
-    """Kept samples (selected - render rejects - removals) in seeded shuffled order -> plan.parquet.
+    """Kept samples (selected + fill - render rejects - removals) in seeded shuffled order -> plan.parquet.
 
     The order is computed on ids alone; the sample texts are then joined and written by polars'
     streaming engine, one Parquet row group per shard (so a shard writer reads just its rows) — the
     1M-sample plan never has to sit in memory whole. Returns the small order table.
     """
     from imp_data.io import atomic_path
+    from imp_data.mix.fill import activated
     from imp_data.mix.plan import PLAN_COLUMNS, plan_mix
 
     lay = ctx.layout
@@ -237,7 +254,8 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
             raise ImpDataError(f"{path}: no {what} yet — run the earlier stages of mix {mix!r} first")
     unit = mix_unit(mix, "plan")
     fp = stage_fingerprint("plan", recipe=recipe_inputs(ctx.recipe, "plan", mix),
-                           tables=[ctx.sha(p) for p in (lay.selected(mix), lay.renders(mix), lay.removals(mix))],
+                           tables=[ctx.sha(p) for p in (lay.selected(mix), lay.fill(mix), lay.renders(mix),
+                                                        lay.removals(mix))],
                            normalized={s: ctx.sha(lay.normalized(s)) for s in ctx.sources_of(mix)})
     if ctx.fresh(unit, fp):
         ctx.note("plan", mix, redone=0, reused=1, unit="table")
@@ -245,12 +263,13 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
     renders = pl.scan_parquet(ctx.layout.renders(mix))
     dropped = pl.concat([renders.filter(pl.col("reason").is_not_null()).select("id"),
                          pl.scan_parquet(ctx.layout.removals(mix)).select("id")]).collect()["id"]
-    kept = pl.scan_parquet(ctx.layout.selected(mix)).select("id").filter(~pl.col("id").is_in(dropped)).collect()
+    samples = activated(lay, mix)
+    kept = samples.select("id").filter(~pl.col("id").is_in(dropped.implode()))
     shard_size = ctx.recipe.mix_shard_size(mix)
     order = plan_mix(kept, mix=mix, seed=ctx.recipe.seed, shard_size=shard_size)
     texts = pl.scan_parquet([ctx.layout.normalized(s) for s in ctx.sources_of(mix)]).select("id", "conversations", "meta")
     plan = (order.lazy()
-            .join(pl.scan_parquet(ctx.layout.selected(mix)), on="id", how="left")
+            .join(samples.lazy(), on="id", how="left")
             .join(renders.filter(pl.col("reason").is_null()).drop("reason", "detail"), on="id", how="left")
             .join(texts, on="id", how="left")
             .sort("position")
@@ -271,7 +290,7 @@ def finalize_mix(ctx: BuildContext, mix: str) -> dict:
 
     lay = ctx.layout
     n_shards = shard_count(pl.read_parquet(lay.plan(mix), columns=["shard"]))
-    tables = [lay.plan(mix), lay.selected(mix), lay.drops(mix), lay.renders(mix), lay.removals(mix),
+    tables = [lay.plan(mix), lay.selected(mix), lay.drops(mix), lay.fill(mix), lay.renders(mix), lay.removals(mix),
               lay.contamination(mix)]
     for source in ctx.sources_of(mix):
         tables += [lay.source_counts(source), lay.source_rejects(source), lay.raw(source) / "downloads.parquet"]

@@ -33,6 +33,7 @@ class BuildContext:
     remote: RemoteRoot | None = None  # data root in object storage; data_root is then its local cache
     _roots: dict[str, Path] = field(default_factory=dict)
     reuse: list[dict] = field(default_factory=list)  # per stage and subject: units redone / reused
+    memo: dict = field(default_factory=dict)  # results computed once per build (benchmark image hashes)
     _hashes: FileHashes | None = None
 
     @property

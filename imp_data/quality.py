@@ -35,37 +35,37 @@ def target_report(ctx, mix: str) -> list[dict]:
 def end_counts(ctx, mix: str) -> list[dict]:
     """Per source: target vs taken in stats.json, and what explains a shortfall.
 
-    A shortfall is explained when the selection's own shortfall is (nothing eligible left unsampled,
-    `target_report`) and every selected sample that is not in the shards was rejected at render or removed
-    by dedup/decontamination — so `selected - taken` equals those losses, reason by reason.
+    Every activated sample (the selection plus the replacements the fill loop drew from the reserve) is
+    in the shards or was lost at render or to dedup/decontamination, reason by reason; and a source ends
+    short of its target only when its reserve ran out (nothing eligible is left unsampled).
     """
-    layout = ctx.layout
+    from imp_data.mix.fill import activated, unsampled_drops
     from imp_data.stats import load_stats
 
+    layout = ctx.layout
     stats = load_stats(layout.mix(mix))
-    selected = pl.read_parquet(layout.selected(mix), columns=["id", "source"])
+    samples = activated(layout, mix, ["id", "source"])
     renders = pl.read_parquet(layout.renders(mix), columns=["id", "reason"]).filter(pl.col("reason").is_not_null())
     removals = pl.read_parquet(layout.removals(mix), columns=["id", "reason"])
-    lost = pl.concat([renders, removals]).unique("id", keep="first").join(selected, on="id")
+    lost = pl.concat([renders, removals]).unique("id", keep="first").join(samples, on="id")
+    left = unsampled_drops(layout, mix).filter(pl.col("reason") == "not_sampled")
     rows = []
-    for r in target_report(ctx, mix):
-        source, target = r["source"], r["target"]
-        taken = stats["sources"][source]["taken"]
+    for source, share in ctx.recipe.mixes[mix].sources.items():
+        target, taken = share.take, stats["sources"][source]["taken"]
+        n = samples.filter(pl.col("source") == source).height
+        unsampled = left.filter(pl.col("source") == source).height
         reasons = dict(lost.filter(pl.col("source") == source).group_by("reason").len().sort("reason").rows())
         losses = ", ".join(f"{k} {v}" for k, v in reasons.items())
-        # every selected sample is in the shards or lost for a recorded reason, and a shortfall at
-        # selection is itself explained
-        ok = r["selected"] - taken == sum(reasons.values()) and (
-            target == "all" or taken == target or (taken < target and r["ok"]))
+        ok = n - taken == sum(reasons.values()) and (
+            target == "all" or taken == target or (taken < target and unsampled == 0))
         if not ok:
-            why = (f"UNEXPLAINED: taken {taken}, selected {r['selected']}, lost {sum(reasons.values())} "
-                   f"({losses or 'none'}); selection: {r['why']}")
+            why = (f"UNEXPLAINED: taken {taken}, activated {n}, lost {sum(reasons.values())} "
+                   f"({losses or 'none'}), {unsampled} eligible left unsampled")
         elif target == "all" or taken == target:
             why = "target all" if target == "all" else "met"
         else:
-            at_selection = [f"{r['why']} (selected {r['selected']})"] if r["selected"] < target else []
-            why = "short: " + ", ".join(at_selection + ([losses] if losses else []))
-        rows.append({"source": source, "target": target, "selected": r["selected"], "taken": taken,
+            why = "short: every eligible record was tried" + (f"; lost {losses}" if losses else "")
+        rows.append({"source": source, "target": target, "selected": n, "taken": taken,
                      "shortfall": 0 if target == "all" else target - taken, "lost": reasons, "ok": ok, "why": why})
     return rows
 
@@ -75,8 +75,10 @@ def reject_rate(ctx, mix: str) -> dict:
     layout = ctx.layout
     read = rejected = 0
     per_source = {}
+    from imp_data.mix.fill import activated
+
     renders = pl.read_parquet(layout.renders(mix)).filter(pl.col("reason").is_not_null())
-    selected = pl.read_parquet(layout.selected(mix), columns=["id", "source"])
+    selected = activated(layout, mix, ["id", "source"])
     render_rejects = renders.join(selected, on="id").group_by("source").len()
     render_by_source = dict(render_rejects.rows())
     for source in ctx.sources_of(mix):

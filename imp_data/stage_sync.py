@@ -99,7 +99,8 @@ def _pull_selection(ctx, mix: str) -> None:
 
 def _push_selection(ctx, mix: str) -> None:
     unit = mix_unit(mix, "selection")
-    ctx.remote.push(unit, [ctx.layout.selected(mix), ctx.layout.drops(mix), *_stamp(ctx, unit)])
+    ctx.remote.push(unit, [ctx.layout.selected(mix), ctx.layout.drops(mix), ctx.layout.reserve(mix),
+                           *_stamp(ctx, unit)])
 
 
 def _pull_render(ctx, mix: str) -> None:
@@ -115,7 +116,8 @@ def _pull_render(ctx, mix: str) -> None:
 
 def _push_render(ctx, mix: str) -> None:
     render_dir, unit = ctx.layout.render_dir(mix), mix_unit(mix, "renders")
-    ctx.remote.push(unit, [ctx.layout.renders(mix), *_stamp(ctx, unit)], bulk=[render_dir / "cache"])
+    ctx.remote.push(unit, [ctx.layout.renders(mix), ctx.layout.fill(mix), *_stamp(ctx, unit)],
+                    bulk=[render_dir / "cache"])
     for source in ctx.sources_of(mix):  # image roots on the Hub or at URLs were fetched into raw/<source>
         _push_raw(ctx, source)
 

@@ -65,9 +65,11 @@ def compute_stats(ctx, mix: str) -> dict:
     layout = ctx.layout
     spec = ctx.recipe.mixes[mix]
     index = pl.read_parquet(layout.index(mix))
-    drops = pl.read_parquet(layout.drops(mix))
+    from imp_data.mix.fill import activated, unsampled_drops
+
+    drops = unsampled_drops(layout, mix)
     removals = pl.read_parquet(layout.removals(mix))
-    selected = pl.read_parquet(layout.selected(mix), columns=["id", "source"])
+    selected = activated(layout, mix, ["id", "source"])
     renders = pl.read_parquet(layout.renders(mix)).filter(pl.col("reason").is_not_null()).join(selected, on="id")
     per_source, problems = {}, []
     for source, share in spec.sources.items():

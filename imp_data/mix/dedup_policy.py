@@ -124,6 +124,14 @@ def benchmark_location(ctx, name: str, location: str) -> Path:
     return path
 
 
+def _memo_hashes(ctx, name: str, location: str, scope: str) -> pl.DataFrame:
+    """A benchmark set's hashes, computed once per build (the fill loop runs the policy more than once)."""
+    key = ("benchmark_hashes", name, location, scope)
+    if key not in ctx.memo:
+        ctx.memo[key] = benchmark_hashes(name, benchmark_location(ctx, name, location), scope)
+    return ctx.memo[key]
+
+
 def removals_for_mix(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFrame) -> pl.DataFrame:
     """Contamination (reported to contamination.parquet, dropped per policy), then dedup of the rest."""
     from imp_data.io import atomic_path
@@ -133,7 +141,7 @@ def removals_for_mix(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFram
              .join(selected.select("id", "source", "source_id"), on="id"))
     bench = None
     if spec.decontaminate.benchmarks:
-        bench = pl.concat([benchmark_hashes(name, benchmark_location(ctx, name, loc), spec.decontaminate.scope)
+        bench = pl.concat([_memo_hashes(ctx, name, loc, spec.decontaminate.scope)
                            for name, loc in sorted(spec.decontaminate.benchmarks.items())])
     removed, contamination = plan_removals(frame, bench, spec.dedup, spec.decontaminate)
     with atomic_path(ctx.layout.mix(mix) / "contamination.parquet") as tmp:

@@ -1,5 +1,8 @@
 """Selection: which normalized samples a mix takes — named drop rules, then a seeded take-N.
 
+The samples past N stay, in the seeded order, as the source's reserve: when rendering or dedup loses some
+of the N, the next ones of the same order replace them (imp_data.mix.fill).
+
 Take-N ranks samples by a keyed hash of (seed, source, id) and keeps the N smallest, so the result depends
 only on the seed and the set of ids: reordering, splitting or re-concatenating the input files changes
 nothing, and growing N keeps every earlier pick (a prefix property that makes audits easy).
@@ -49,6 +52,7 @@ class Selection:
     taken: pl.DataFrame
     dropped: dict[str, pl.DataFrame] = field(default_factory=dict)  # rule -> rows (id, source, source_id)
     target: int | str = "all"
+    reserve: pl.DataFrame | None = None  # the not_sampled rows in the seeded order: replacements (mix.fill)
 
     @property
     def dropped_counts(self) -> dict[str, int]:
@@ -68,6 +72,7 @@ def select_source(frame: pl.DataFrame, source: str, spec: MixSource, seed: int) 
         ranked = rest.with_columns(pl.Series("_rank", keyed_rank(seed, source, rest["id"].to_list()), pl.UInt64))
         ranked = ranked.sort(["_rank", "id"])
         sel.dropped["not_sampled"] = ranked.slice(spec.take).select("id", "source", "source_id")
+        sel.reserve = ranked.slice(spec.take).drop("_rank")
         rest = ranked.head(spec.take).drop("_rank")
     sel.taken = rest.sort("order")
     return sel

@@ -199,9 +199,11 @@ def gather_rejects(ctx, mix: str) -> pl.DataFrame:
         rej = pl.read_parquet(layout.source_rejects(source))
         frames.append(rej.with_columns(pl.lit(None, pl.String).alias("id"), pl.lit(None, pl.String).alias("kept_id"),
                                        pl.lit(None, pl.Int32).alias("distance")).select(cols))
-    frames.append(pl.read_parquet(layout.drops(mix)).select(cols))
+    from imp_data.mix.fill import activated, unsampled_drops
+
+    frames.append(unsampled_drops(layout, mix).select(cols))
     renders = pl.read_parquet(layout.renders(mix)).filter(pl.col("reason").is_not_null())
-    selected = pl.read_parquet(layout.selected(mix), columns=["id", "source", "source_id"])
+    selected = activated(layout, mix, ["id", "source", "source_id"])
     frames.append(renders.join(selected, on="id", how="left").with_columns(
         pl.lit("render").alias("stage"), pl.lit(None, pl.String).alias("kept_id"),
         pl.lit(None, pl.Int32).alias("distance")).select(cols))
