@@ -20,6 +20,11 @@ class FetchError(ImpDataError):
     """A location could not be fetched or is missing expected files."""
 
 
+class ArchiveError(ImpDataError):
+    """An image archive cannot be opened (empty, cut short, not an archive): structural, so the build stops
+    with one line naming the file, instead of every one of its images becoming a reject."""
+
+
 class ImageError(ImpDataError):
     """An image could not be rendered. `reason` is the short code written to the rejects table."""
 

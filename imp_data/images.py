@@ -10,8 +10,14 @@ the same decode. The bicubic resize (`resampler`) is torch's uint8 antialiased k
 same filter as Pillow's (pixel values within 1), ~4x faster where the CPU has its SIMD path (x86 AVX2 or
 AVX-512), and integer arithmetic whose bytes do not depend on the CPU (AVX-512, AVX2 and the scalar
 kernel agree; `tests/test_images.py` checks), so a build is byte-identical across machines. `pillow`
-uses Pillow's own resize instead (faster than torch's scalar kernel on CPUs without AVX2). Undecodable
-input raises `ImageError` with a short reason that the build writes to the rejects table.
+uses Pillow's own resize instead (faster than torch's scalar kernel on CPUs without AVX2).
+
+Untrusted bytes: whatever decoding one image raises becomes `ImageError` with a short reason that the build
+writes to the rejects table (`image_unsupported` for a format Pillow recognises but cannot decode, such as
+a DDS texture named `.jpg`), never an exception that ends the build. Memory stays near two full-size copies
+of an image at the pixel cap (`limits.max_image_pixels`): the decode itself, plus one RGB image; mode
+conversion and torch's resize run in bands of rows over images past `LARGE_PIXELS` (pixel for pixel the
+same bytes), and `expand2square` shrinks an image whose padded square would pass `MAX_SQUARE_SIDE` first.
 
 Geometry (DESIGN §4, TRAINING §1):
 - `pad` (default, the paper's resize-then-pad): longer side -> resolution (aspect kept, the other side
@@ -28,6 +34,8 @@ import functools
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import imagehash
@@ -35,10 +43,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imp_data.errors import ImageError
+from imp_data.limits import active
 
 MODES = ("pad", "squash", "expand2square")
 RESAMPLERS = ("torch", "pillow")
-MAX_PIXELS = 89_478_485  # PIL's own default bomb limit (~ 0.25 GiB of RGB)
+MAX_PIXELS = 89_478_485  # PIL's own default bomb limit (~ 0.25 GiB of RGB); builds use `limits.max_image_pixels`
+LARGE_PIXELS = 1 << 24  # past this, conversions and torch's resize go band by band (no full-size temporaries)
+BAND_PIXELS = 1 << 22  # pixels per band of rows
+MAX_SQUARE_SIDE = 8192  # expand2square: a longer side past this is box-reduced before padding (bounded square)
+TORCH_PASS_PIXELS = 1 << 26  # torch resizes rows first, keeping height x new width pixels; past this, Pillow
 HASH_SIDE = 384  # the phash's decode covers this longer side: a function of the source alone, never of `resolution`
 HASH_FILL = (127, 127, 127)  # alpha is composited on this for the phash, whatever the render's `fill`
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
@@ -73,6 +86,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as err:
         raise ImageError("image_too_large", str(err)) from None
+    except NotImplementedError as err:  # recognised, e.g. a DDS pixel format Pillow does not implement
+        raise ImageError("image_unsupported", _say(err)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         head = data[:15].lstrip().lower()
         kind = "HTML/text, not an image" if head.startswith((b"<", b"{")) else f"unrecognised data ({err})"
@@ -91,16 +106,31 @@ def _orientation(img: Image.Image) -> int:
 
 
 def _to_rgb(img: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
-    """Any PIL mode -> RGB; alpha is composited on the fill colour, 16-bit is scaled (not clipped)."""
-    mode = img.mode
-    if mode == "RGB":
+    """Any PIL mode -> RGB; alpha is composited on the fill colour, 16-bit is scaled (not clipped). A large
+    image converts band by band into one RGB image: every step is per pixel, so the bytes are the same."""
+    if img.mode == "RGB":
         return img
+    w, h = img.size
+    peak = 65535 if img.mode.startswith("I;16") else 255
+    if img.mode == "I":
+        extrema = img.getextrema()
+        peak = 65535 if extrema and extrema[1] > 255 else 255
+    if w * h <= LARGE_PIXELS:
+        return _convert(img, fill, peak)
+    out = Image.new("RGB", img.size)
+    rows = max(1, BAND_PIXELS // w)
+    for top in range(0, h, rows):
+        out.paste(_convert(img.crop((0, top, w, min(h, top + rows))), fill, peak), (0, top))
+    return out
+
+
+def _convert(img: Image.Image, fill: tuple[int, int, int], peak: int) -> Image.Image:
+    mode = img.mode
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         arr = np.asarray(img)
-        peak = 65535 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255
         arr = np.clip(arr.astype(np.float64) * (255.0 / peak), 0, 255).round().astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     if mode == "F":
@@ -111,7 +141,7 @@ def _to_rgb(img: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
         canvas = Image.new("RGB", rgba.size, fill)
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
-    return img.convert("RGB")  # L, 1, CMYK (Adobe-inverted handled by PIL), YCbCr, LAB, HSV
+    return img.convert("RGB")  # RGB (from P), L, 1, CMYK (Adobe-inverted handled by PIL), YCbCr, LAB, HSV
 
 
 def _request(img: Image.Image, orientation: int, side: int, both: bool) -> tuple[int, int]:
@@ -138,12 +168,16 @@ def _decode(img: Image.Image, request: tuple[int, int], orientation: int) -> Ima
     try:
         img.load()
     except OSError as err:
+        if "not available" in str(err):  # e.g. "decoder jpeg2k not available": a format this Pillow lacks
+            raise ImageError("image_unsupported", str(err)) from None
         truncated = "truncated" in str(err) or "broken data stream" in str(err)
         raise ImageError("image_truncated" if truncated else "image_undecodable", str(err)) from None
     except (SyntaxError, ValueError, EOFError) as err:
         raise ImageError("image_undecodable", str(err)) from None
     try:
-        return ImageOps.exif_transpose(img) if orientation != 1 else img
+        if orientation != 1:
+            ImageOps.exif_transpose(img, in_place=True)  # in place: the unrotated pixels are freed at once
+        return img
     except (OSError, ValueError) as err:
         raise ImageError("image_undecodable", str(err)) from None
 
@@ -173,10 +207,28 @@ def has_simd_resampler() -> bool:
 
 
 def _resize(img: Image.Image, size: tuple[int, int], resampler: str) -> Image.Image:
-    """Bicubic resize of an RGB image, antialiased when shrinking (Pillow's filter either way)."""
+    """Bicubic resize of an RGB image, antialiased when shrinking (Pillow's filter either way). Pillow's own
+    resize serves torch's corner cases: tiny images, and a horizontal pass (torch runs it first, keeping
+    `height x new width` pixels) past `TORCH_PASS_PIXELS`, which only a freakishly tall squash would need."""
     torch = _torch() if resampler == "torch" else None
-    if torch is None or img.mode != "RGB" or min(img.size) < 8:
+    w, h = img.size
+    if torch is None or img.mode != "RGB" or min(img.size) < 8 or h * size[0] > TORCH_PASS_PIXELS:
         return img.resize(size, Image.BICUBIC, reducing_gap=3.0)
+    interpolate = functools.partial(torch.nn.functional.interpolate, mode="bicubic", antialias=True)
+    if w * h <= LARGE_PIXELS:
+        pixels = _pixels(torch, img)
+    else:  # torch's separable kernel: horizontal pass band by band, then its vertical pass; the same bytes
+        rows = max(1, BAND_PIXELS // w)
+        bands = [interpolate(_pixels(torch, img.crop((0, t, w, min(h, t + rows)))), size=(min(h, t + rows) - t,
+                                                                                            size[0]))
+                 for t in range(0, h, rows)]
+        pixels = torch.cat(bands, dim=2).contiguous(memory_format=torch.channels_last)
+    out = interpolate(pixels, size=(size[1], size[0]))
+    return Image.frombytes("RGB", size, out.permute(0, 2, 3, 1).contiguous().numpy(), "raw", "RGBX")
+
+
+def _pixels(torch, img: Image.Image):
+    """An RGB image as a uint8 NCHW tensor over its RGBX bytes (channels-last memory)."""
     w, h = img.size
     try:  # Pillow >= 11.2 exports its 4-byte RGBX pixels without a copy
         import pyarrow as pa
@@ -186,9 +238,7 @@ def _resize(img: Image.Image, size: tuple[int, int], resampler: str) -> Image.Im
         flat = np.frombuffer(img.tobytes("raw", "RGBX"), np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a read-only buffer: torch only reads it
-        pixels = torch.from_numpy(flat).view(1, h, w, 4).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
-    out = torch.nn.functional.interpolate(pixels, size=(size[1], size[0]), mode="bicubic", antialias=True)
-    return Image.frombytes("RGB", size, out.permute(0, 2, 3, 1).contiguous().numpy(), "raw", "RGBX")
+        return torch.from_numpy(flat).view(1, h, w, 4).permute(0, 3, 1, 2)
 
 
 def _geometry(img: Image.Image, resolution: int, mode: str, fill: tuple[int, int, int], resampler: str) -> Image.Image:
@@ -196,6 +246,9 @@ def _geometry(img: Image.Image, resolution: int, mode: str, fill: tuple[int, int
     if mode == "squash":
         return _resize(img, (resolution, resolution), resampler)
     if mode == "expand2square":
+        if max(w, h) > MAX_SQUARE_SIDE:  # 40000x2000 would pad to 1.6 G pixels: box-reduce it first
+            img = img.reduce(-(-max(w, h) // MAX_SQUARE_SIDE))
+            w, h = img.size
         side = max(w, h)
         if w != h:
             square = Image.new("RGB", (side, side), fill)
@@ -211,6 +264,27 @@ def _geometry(img: Image.Image, resolution: int, mode: str, fill: tuple[int, int
     return canvas
 
 
+@contextmanager
+def _as_reject() -> Iterator[None]:
+    """Whatever decoding one image's bytes raises becomes that image's `ImageError`: a decoder's bug or an
+    exotic format costs one sample, never the build. MemoryError is the machine's, not the image's."""
+    try:
+        yield
+    except (ImageError, MemoryError):
+        raise
+    except NotImplementedError as err:
+        raise ImageError("image_unsupported", _say(err)) from None
+    except (OSError, ValueError) as err:  # a pixel-level failure after a good header
+        raise ImageError("image_undecodable", str(err)) from None
+    except Exception as err:  # noqa: BLE001 - the point: no decoder failure escapes
+        raise ImageError("image_undecodable", _say(err)) from None
+
+
+def _say(err: BaseException) -> str:
+    """An exception as one line of reject detail."""
+    return " ".join(f"{type(err).__name__}: {err}".split())
+
+
 def render_image(
     data: bytes,
     *,
@@ -219,12 +293,14 @@ def render_image(
     fill: tuple[int, int, int] = (127, 127, 127),
     quality: int = 95,
     resampler: str = "torch",
-    max_pixels: int = MAX_PIXELS,
+    max_pixels: int | None = None,
 ) -> RenderedImage:
-    """Decode `data` once and return its rendering plus sha256 and phash.
+    """Decode `data` once and return its rendering plus sha256 and phash. `max_pixels` defaults to the
+    active `limits.max_image_pixels` (the recipe's during a build).
 
     Raises:
-        ImageError: reason `image_empty`, `image_undecodable`, `image_truncated` or `image_too_large`.
+        ImageError: reason `image_empty`, `image_undecodable`, `image_truncated`, `image_unsupported` or
+            `image_too_large` — for any failure of these bytes, whatever the decoder raised.
 
     Example:
         >>> buf = io.BytesIO(); Image.new("RGB", (400, 100), (255, 0, 0)).save(buf, "PNG")
@@ -237,33 +313,37 @@ def render_image(
     if resampler not in RESAMPLERS:
         raise ValueError(f"unknown resampler {resampler!r}; valid: {', '.join(RESAMPLERS)}")
     fill = tuple(int(c) for c in fill)
-    img = _open(data, max_pixels)
-    orig_mode, orig_format = img.mode, img.format or "unknown"
-    orientation = _orientation(img)
-    full_w, full_h = (img.height, img.width) if orientation in _TRANSPOSED else img.size  # before draft()
-    hash_request = _request(img, orientation, HASH_SIDE, both=False)
-    render_request = _request(img, orientation, resolution, both=mode == "squash")
-    # One decode serves both when the hash's scale is at least as fine as the render needs (always at
-    # resolution <= HASH_SIDE outside squash); otherwise the render decodes finer and the hash decodes apart.
-    shared = _dct_scale(img, render_request) >= _dct_scale(img, hash_request)
-    decoded = _decode(img, hash_request if shared else render_request, orientation)
-    try:
-        rgb = _to_rgb(decoded, fill)
-        if shared:
-            phash = _phash(rgb if fill == HASH_FILL else _to_rgb(decoded, HASH_FILL))
-        else:
+    max_pixels = max_pixels or active().max_image_pixels
+    with _as_reject():
+        img = _open(data, max_pixels)
+        orig_mode, orig_format = img.mode, img.format or "unknown"
+        orientation = _orientation(img)
+        full_w, full_h = (img.height, img.width) if orientation in _TRANSPOSED else img.size  # before draft()
+        hash_request = _request(img, orientation, HASH_SIDE, both=False)
+        render_request = _request(img, orientation, resolution, both=mode == "squash")
+        # One decode serves both when the hash's scale is at least as fine as the render needs (always at
+        # resolution <= HASH_SIDE outside squash); otherwise the render decodes finer and the hash decodes apart.
+        shared = _dct_scale(img, render_request) >= _dct_scale(img, hash_request)
+        decoded = _decode(img, hash_request if shared else render_request, orientation)
+        del img  # `decoded` is the same image; one name, so `del decoded` frees it
+        phash = None
+        if not shared:
             phash = hash_image(data, max_pixels=max_pixels)[1]
+        elif fill != HASH_FILL and decoded.mode != "RGB":  # the hash's own compositing, dropped before the render's
+            phash = _phash(_to_rgb(decoded, HASH_FILL))
+        rgb = _to_rgb(decoded, fill)
+        del decoded  # a converted image is a copy: the decode's pixels go before the resize
+        phash = phash or _phash(rgb)
         out = _geometry(rgb, resolution, mode, fill, resampler)
+        del rgb
         buf = io.BytesIO()
         out.save(buf, "JPEG", quality=quality, optimize=False, subsampling=0 if quality >= 90 else 2)
-    except (OSError, ValueError) as err:  # a pixel-level failure after a good header
-        raise ImageError("image_undecodable", str(err)) from None
     return RenderedImage(jpeg=buf.getvalue(), width=out.width, height=out.height, orig_width=full_w,
                          orig_height=full_h, sha256=hashlib.sha256(data).hexdigest(), phash=phash,
                          orig_mode=orig_mode, orig_format=orig_format)
 
 
-def hash_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[str, str]:
+def hash_image(data: bytes, *, max_pixels: int | None = None) -> tuple[str, str]:
     """(sha256, phash) of an image without rendering it — for benchmark image sets. The decode and the hash
     are `render_image`'s own, so the same bytes give the same phash here and in a render.
 
@@ -272,10 +352,8 @@ def hash_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[str, str]:
         >>> hash_image(buf.getvalue())[1] == render_image(buf.getvalue(), resolution=32).phash
         True
     """
-    img = _open(data, max_pixels)
-    orientation = _orientation(img)
-    decoded = _decode(img, _request(img, orientation, HASH_SIDE, both=False), orientation)
-    try:
+    with _as_reject():
+        img = _open(data, max_pixels or active().max_image_pixels)
+        orientation = _orientation(img)
+        decoded = _decode(img, _request(img, orientation, HASH_SIDE, both=False), orientation)
         return hashlib.sha256(data).hexdigest(), _phash(_to_rgb(decoded, HASH_FILL))
-    except (OSError, ValueError) as err:
-        raise ImageError("image_undecodable", str(err)) from None

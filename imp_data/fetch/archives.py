@@ -11,6 +11,13 @@ Safety, the one design choice: member names are only ever dictionary keys. Nothi
 so a member named `../../etc/x` or `/etc/x` is just an odd key that a record path must match literally;
 path traversal cannot happen. When a name occurs twice, the first occurrence in the archive's own order
 wins, deterministically, and the rest are counted in `duplicates` (names kept in `duplicate_names`).
+
+Hostile archives: a file that cannot be opened as an archive (empty, cut short, not an archive) is
+structural, an `ArchiveError` naming it, raised on open. A member is a per-image matter: its size (and a
+zip member's compression ratio) is checked against `limits.active()` from the directory before a byte is
+inflated (`image_too_large`, `image_bomb`), and the inflate itself stops at the size the directory
+claims, so a directory that lies about a bomb costs no more than its claim (the member then fails its
+CRC: `image_unreadable`).
 """
 
 from __future__ import annotations
@@ -23,8 +30,12 @@ import threading
 import zipfile
 from pathlib import Path
 
+from imp_data.errors import ArchiveError, ImageError
+from imp_data.limits import active
+
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 MAX_DUPLICATE_NAMES = 100  # names kept for the report; the count is exact
+RATIO_FLOOR = 1 << 20  # a member this small is no bomb whatever its ratio (a blank BMP deflates 500:1)
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +86,23 @@ class Archive:
         self._tar: tarfile.TarFile | None = None  # only for compressed tars
         self._fd: int | None = None  # plain tars: one descriptor, read with pread
         self._lock = threading.Lock()
-        if zipfile.is_zipfile(self.path):
-            self._zip = zipfile.ZipFile(self.path)
-            for info in self._zip.infolist():
-                if not info.is_dir():
-                    self._add(normal_name(info.filename), info)
-        else:
-            self._open_tar()
+        kind = "zip" if self.path.name.lower().endswith(".zip") else "tar"
+        try:
+            if zipfile.is_zipfile(self.path):
+                kind = "zip"
+                self._zip = zipfile.ZipFile(self.path)
+                for info in self._zip.infolist():
+                    if not info.is_dir():
+                        self._add(normal_name(info.filename), info)
+            elif kind == "zip":
+                raise zipfile.BadZipFile("no zip directory at its end: empty or cut short")
+            else:
+                self._open_tar()
+        except Exception as err:  # noqa: BLE001 - whatever opening raised, the file is not a usable archive
+            self.close()
+            detail = " ".join(str(err).split()) or type(err).__name__
+            raise ArchiveError(f"{self.path}: not a readable {kind} archive ({detail}); fetch it again, or point "
+                               "the image root's location at the right file") from None
 
     def _open_tar(self) -> None:
         try:
@@ -134,10 +155,21 @@ class Archive:
         return None
 
     def read(self, name: str) -> bytes:
-        """The bytes of member `name`; KeyError if there is no such member."""
+        """The bytes of member `name`; KeyError if there is no such member.
+
+        Raises:
+            ImageError: `image_too_large` (past `limits.max_member_bytes`) or `image_bomb` (past
+                `limits.max_compression_ratio`), decided from the directory before anything is inflated.
+        """
         info = self._members[normal_name(name)]
+        size = self._check(name, info)
         if self._zip is not None:
-            return self._zip.read(info)  # type: ignore[arg-type]
+            with self._zip.open(info) as member:  # type: ignore[arg-type]
+                data = member.read(size + 1)  # inflates at most what the directory claims (+1), never more
+            if len(data) > size:
+                raise ImageError("image_bomb", f"member {name} inflates past the {size:,} bytes its directory "
+                                 "claims")
+            return data
         if self._fd is not None and not info.sparse:  # type: ignore[attr-defined]
             data = os.pread(self._fd, info.size, info.offset_data)  # type: ignore[attr-defined]
             if len(data) != info.size:  # type: ignore[attr-defined]
@@ -149,11 +181,27 @@ class Archive:
             handle = tar.extractfile(info)  # type: ignore[arg-type]
             return handle.read() if handle else b""
 
+    def _check(self, name: str, info) -> int:
+        """The member's size by its directory entry, after refusing one past a cap."""
+        caps = active()
+        size = info.file_size if self._zip is not None else info.size
+        if size > caps.max_member_bytes:
+            raise ImageError("image_too_large", f"member {name} is {size:,} bytes uncompressed > limit "
+                             f"{caps.max_member_bytes:,} (limits.max_member_bytes)")
+        packed = max(getattr(info, "compress_size", size), 1)
+        if size > RATIO_FLOOR and size > packed * caps.max_compression_ratio:
+            raise ImageError("image_bomb", f"member {name} inflates {packed:,} bytes to {size:,} (ratio "
+                             f"{size / packed:,.0f} > limit {caps.max_compression_ratio:g}, "
+                             "limits.max_compression_ratio)")
+        return size
+
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+            self._zip = None
         if self._tar is not None:
             self._tar.close()
+            self._tar = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

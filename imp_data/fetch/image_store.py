@@ -9,21 +9,27 @@ URL-only sources (LAION-GPT-V) map `https://` paths to the URL downloader's fold
 stored under the sha1 of its URL (`url_filename`).
 
 Record paths come from untrusted files: in a directory root, a path with `..` or a leading `/` is refused
-(`image_path_unsafe`) rather than resolved outside the root; in an archive every name is only a key.
-The store is built in the process that reads (a factory is what crosses process boundaries), so open
-archive handles are never shared across a fork.
+(`image_path_unsafe`) rather than resolved outside the root, and so is a file reached through a symlink
+that leads out of the root (`image_outside_root`: a mirror must not read what the recipe never named);
+in an archive every name is only a key. A file past `limits.max_member_bytes` is `image_too_large`
+before it is read. An archive that cannot be opened stops the build when the store opens it
+(`ArchiveError`, one line naming the file). The store is built in the process that reads (a factory is
+what crosses process boundaries), so open archive handles are never shared across a fork.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import os
+import stat
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
 from imp_data.errors import ImageError
 from imp_data.fetch.archives import Archive, is_archive
+from imp_data.limits import active
 
 URL_PREFIXES = ("http://", "https://")
 BASENAME_PREFIX = "**/"
@@ -58,6 +64,8 @@ class _Root:
         elif path.is_file() and is_archive(path):
             self.archives = [Archive(path)]
         self.directory = None if self.archives or any(c in location for c in "*?[") else path
+        self._real = os.path.join(os.path.realpath(path), "") if self.directory is not None else ""
+        self._real_dirs: dict[str, str] = {}  # folder under the root -> its resolved path (few folders, many images)
         for archive in self.archives:
             self.duplicates += archive.duplicates
             for name in archive.names():
@@ -79,8 +87,10 @@ class _Root:
         if self.directory is not None:
             if _unsafe(member):
                 raise ImageError("image_path_unsafe", f"{image}: '..' or absolute path refused under {self.label}")
-            candidate = self.directory / member
-            return candidate if candidate.is_file() else None
+            real = self._resolve(member)
+            if real is not None and not real.startswith(self._real):
+                raise ImageError("image_outside_root", f"{image}: a symlink leads out of {self.label}")
+            return Path(real) if real is not None else None
         if self.member_prefix == BASENAME_PREFIX:
             for archive in self.archives:
                 if (found := archive.find_basename(member)) is not None:
@@ -88,6 +98,23 @@ class _Root:
             return None
         archive = self._index.get(member)
         return (archive, member) if archive is not None else None
+
+    def _resolve(self, member: str) -> str | None:
+        """The regular file `member` names in this directory root with every symlink resolved, or None. Folders
+        are resolved once each, so an image costs one lstat unless it is itself a link."""
+        folder, _, name = member.rpartition("/")
+        real_folder = self._real_dirs.get(folder)
+        if real_folder is None:
+            real_folder = self._real_dirs[folder] = os.path.realpath(self.directory / folder)
+        path = os.path.join(real_folder, name)
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return None
+        if stat.S_ISLNK(mode):
+            path = os.path.realpath(path)
+            return path if os.path.isfile(path) else None
+        return path if stat.S_ISREG(mode) else None
 
     def exists(self, image: str) -> bool:
         return self._locate(image) is not None
@@ -109,7 +136,7 @@ class _Root:
         if found is None:
             return None
         if isinstance(found, Path):
-            return found.read_bytes()
+            return _read_file(found, image)
         archive, member = found
         try:
             return archive.read(member)
@@ -119,6 +146,22 @@ class _Root:
     def close(self) -> None:
         for archive in self.archives:
             archive.close()
+
+
+def _read_file(path: Path, image: str) -> bytes:
+    cap = active().max_member_bytes
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > cap:
+                raise ImageError("image_too_large", f"{image}: {size:,} bytes > limit {cap:,} "
+                                 "(limits.max_member_bytes)")
+            data = f.read()
+    except OSError as err:
+        raise ImageError("image_unreadable", f"{image}: {err.strerror or type(err).__name__}") from None
+    if len(data) > cap:  # it grew while read
+        raise ImageError("image_too_large", f"{image}: more than {cap:,} bytes (limits.max_member_bytes)")
+    return data
 
 
 class ImageStore:
@@ -145,7 +188,8 @@ class ImageStore:
 
         Raises:
             ImageError: `image_missing` (the detail names the path and every root searched),
-                `image_path_unsafe`, or `image_unreadable` (a corrupt archive member).
+                `image_path_unsafe`, `image_outside_root`, `image_unreadable` (a corrupt archive member, an
+                unreadable file), `image_too_large` or `image_bomb` (past a cap in `limits.active()`).
         """
         candidates = self._candidates(image)
         for root in candidates:

@@ -98,14 +98,21 @@ def _read_result(cache: Path, key: str) -> dict | None:
 
 
 def _render_one(store, image: str, key: str, spec: RenderSpec, cache: Path) -> dict:
+    from imp_data.errors import ImpDataError
     from imp_data.images import render_image  # imported in the worker
 
+    failed = "image_unreadable"
     try:
         data = store.read(image)
+        failed = "image_undecodable"
         out = render_image(data, resolution=spec.resolution, mode=spec.mode, fill=tuple(spec.fill),
                            quality=spec.quality, resampler=spec.resampler)
     except ImageError as err:
         result = {"reason": err.reason, "detail": err.detail}
+    except (ImpDataError, MemoryError):
+        raise  # structural (an archive that cannot be opened) or the machine's: the build stops, one line
+    except Exception as err:  # noqa: BLE001 - anything else one image's bytes set off costs that sample only
+        result = {"reason": failed, "detail": " ".join(f"{type(err).__name__}: {err}".split())}
     else:
         with atomic_path(cache / cache_relpath(key)) as tmp:
             tmp.write_bytes(out.jpeg)
