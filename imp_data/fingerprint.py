@@ -31,7 +31,7 @@ CODE_VERSIONS = {
     "fetch": "1",
     "normalize": "1",
     "select": "1",
-    "render": "1",
+    "render": "2",  # 2: expand2square shrinks sides over 8192 px first; reject details without addresses
     "dedup": "1",
     "plan": "1",
     "shards": "1",

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,7 +91,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageError("image_unsupported", _say(err)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         head = data[:15].lstrip().lower()
-        kind = "HTML/text, not an image" if head.startswith((b"<", b"{")) else f"unrecognised data ({err})"
+        kind = "HTML/text, not an image" if head.startswith((b"<", b"{")) else f"unrecognised data ({_say(err, False)})"
         raise ImageError("image_undecodable", kind) from None
     w, h = img.size
     if w * h > max_pixels:
@@ -280,9 +281,11 @@ def _as_reject() -> Iterator[None]:
         raise ImageError("image_undecodable", _say(err)) from None
 
 
-def _say(err: BaseException) -> str:
-    """An exception as one line of reject detail."""
-    return " ".join(f"{type(err).__name__}: {err}".split())
+def _say(err: BaseException, typed: bool = True) -> str:
+    """An exception as one line of reject detail, without object addresses (`<_io.BytesIO object at
+    0x7f…>`): details land in the rejects table, which two builds must write byte for byte."""
+    text = f"{type(err).__name__}: {err}" if typed else str(err)
+    return " ".join(re.sub(r" at 0x[0-9a-fA-F]+", "", text).split())
 
 
 def render_image(
