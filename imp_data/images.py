@@ -65,7 +65,7 @@ class RenderedImage:
     jpeg: bytes
     width: int
     height: int
-    orig_width: int  # after EXIF orientation, before any resizing
+    orig_width: int  # after EXIF orientation when applied, before any resizing
     orig_height: int
     sha256: str  # of the source bytes
     phash: str  # imagehash.phash (16 hex digits) of the decode at HASH_SIDE: depends on the bytes alone
@@ -297,9 +297,12 @@ def render_image(
     quality: int = 95,
     resampler: str = "torch",
     max_pixels: int | None = None,
+    exif_transpose: bool = False,
 ) -> RenderedImage:
     """Decode `data` once and return its rendering plus sha256 and phash. `max_pixels` defaults to the
-    active `limits.max_image_pixels` (the recipe's during a build).
+    active `limits.max_image_pixels` (the recipe's during a build). `exif_transpose` applies the EXIF
+    orientation first; off by default, as LLaVA and Imp load images (and as the box coordinates of
+    LLaVA's region-level conversations assume: they refer to the stored pixel frame).
 
     Raises:
         ImageError: reason `image_empty`, `image_undecodable`, `image_truncated`, `image_unsupported` or
@@ -320,7 +323,7 @@ def render_image(
     with _as_reject():
         img = _open(data, max_pixels)
         orig_mode, orig_format = img.mode, img.format or "unknown"
-        orientation = _orientation(img)
+        orientation = _orientation(img) if exif_transpose else 1
         full_w, full_h = (img.height, img.width) if orientation in _TRANSPOSED else img.size  # before draft()
         hash_request = _request(img, orientation, HASH_SIDE, both=False)
         render_request = _request(img, orientation, resolution, both=mode == "squash")
@@ -331,7 +334,7 @@ def render_image(
         del img  # `decoded` is the same image; one name, so `del decoded` frees it
         phash = None
         if not shared:
-            phash = hash_image(data, max_pixels=max_pixels)[1]
+            phash = hash_image(data, max_pixels=max_pixels, exif_transpose=exif_transpose)[1]
         elif fill != HASH_FILL and decoded.mode != "RGB":  # the hash's own compositing, dropped before the render's
             phash = _phash(_to_rgb(decoded, HASH_FILL))
         rgb = _to_rgb(decoded, fill)
@@ -346,9 +349,10 @@ def render_image(
                          orig_mode=orig_mode, orig_format=orig_format)
 
 
-def hash_image(data: bytes, *, max_pixels: int | None = None) -> tuple[str, str]:
+def hash_image(data: bytes, *, max_pixels: int | None = None, exif_transpose: bool = False) -> tuple[str, str]:
     """(sha256, phash) of an image without rendering it — for benchmark image sets. The decode and the hash
-    are `render_image`'s own, so the same bytes give the same phash here and in a render.
+    are `render_image`'s own, so the same bytes (and the same `exif_transpose`) give the same phash here
+    and in a render.
 
     Example:
         >>> buf = io.BytesIO(); Image.new("RGB", (64, 48), (0, 128, 255)).save(buf, "PNG")
@@ -357,6 +361,6 @@ def hash_image(data: bytes, *, max_pixels: int | None = None) -> tuple[str, str]
     """
     with _as_reject():
         img = _open(data, max_pixels or active().max_image_pixels)
-        orientation = _orientation(img)
+        orientation = _orientation(img) if exif_transpose else 1
         decoded = _decode(img, _request(img, orientation, HASH_SIDE, both=False), orientation)
         return hashlib.sha256(data).hexdigest(), _phash(_to_rgb(decoded, HASH_FILL))

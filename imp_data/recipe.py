@@ -85,6 +85,10 @@ class RenderSpec(_Strict):
     mode: ImageMode = Field(default="pad", description="pad = resize-then-pad (paper); squash; expand2square.")
     fill: tuple[Int, Int, Int] = Field(default=(127, 127, 127), description="Pad colour (SigLIP mean 0.5).")
     quality: Int = Field(default=95, ge=1, le=100, description="JPEG quality of the rendered image.")
+    exif_transpose: bool = Field(
+        default=False,
+        description="Apply the EXIF orientation before rendering. Off: the stored pixel frame, as LLaVA and Imp "
+        "load images and as the boxes in LLaVA's region-level conversations assume.")
     resampler: Literal["torch", "pillow"] = Field(
         default="torch",
         description="Bicubic resize kernel: torch (same bytes on every CPU, SIMD on x86 AVX2) or pillow.")

@@ -239,6 +239,8 @@ class ShardImage(BaseModel):
     fill: tuple[int, int, int]
     resolution: int = Field(ge=1)
     resampler: Literal["torch", "pillow"] = Field(default="torch", description="The resize kernel (recipe render).")
+    exif_transpose: bool = Field(default=False, description="Whether the EXIF orientation was applied (recipe "
+                                 "render); off, the pixels are the stored frame.")
 
 
 class ShardRecord(BaseModel):

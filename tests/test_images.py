@@ -123,14 +123,23 @@ def test_expand2square_pads_with_floor_offsets_then_resizes(resampler):
 
 
 def test_exif_orientation_is_applied_before_geometry(resampler):
-    """Stored 400x100 (left red, right blue) with orientation 6 is shown rotated 90 degrees clockwise:
-    100x400, red on top; pad puts it in a centred column band."""
+    """Stored 400x100 (left red, right blue) with orientation 6, rendered with `exif_transpose`, is shown
+    rotated 90 degrees clockwise: 100x400, red on top; pad puts it in a centred column band. By default
+    (as LLaVA and Imp load images) the stored frame is rendered: 400x100, red on the left."""
     stored = Image.new("RGB", (400, 100), RED)
     stored.paste(BLUE, (200, 0, 400, 100))
     exif = Image.Exif()
     exif[0x0112] = 6
-    out = render_image(encode(stored, "JPEG", quality=95, subsampling=0, exif=exif.tobytes()), resampler=resampler)
+    data = encode(stored, "JPEG", quality=95, subsampling=0, exif=exif.tobytes())
+    plain = render_image(data, resampler=resampler)
+    assert (plain.orig_width, plain.orig_height) == (400, 100)
+    band = pixels(plain)
+    assert_close(band[190:194, 20:170], np.full((4, 150, 3), RED), tol=8)
+    assert_close(band[190:194, 214:364], np.full((4, 150, 3), BLUE), tol=8)
+    assert hash_image(data) == (plain.sha256, plain.phash)
+    out = render_image(data, resampler=resampler, exif_transpose=True)
     assert (out.orig_width, out.orig_height) == (100, 400)
+    assert hash_image(data, exif_transpose=True) == (out.sha256, out.phash) and out.phash != plain.phash
     got = pixels(out)
     want = canvas()
     want[:192, 144:240], want[192:, 144:240] = RED, BLUE
@@ -252,13 +261,14 @@ def reference_pad(data: bytes) -> np.ndarray:
 @pytest.mark.parametrize("case", ["cmyk_jpeg", "rgba_png", "palette_png", "png16", "exif_rotated_jpeg"])
 def test_wild_fixture_images_render_as_the_spec_says(case):
     data = getattr(pictures, case)(random.Random(7))
-    out = render_image(data)
+    upright = case == "exif_rotated_jpeg"  # that case is checked with the EXIF orientation applied
+    out = render_image(data, exif_transpose=upright)
     src = Image.open(io.BytesIO(data))
-    w, h = (src.height, src.width) if case == "exif_rotated_jpeg" else src.size
+    w, h = (src.height, src.width) if upright else src.size
     assert (out.width, out.height, out.orig_width, out.orig_height) == (R, R, w, h)
     assert out.sha256 == hashlib.sha256(data).hexdigest() and len(out.phash) == 16
-    assert hash_image(data) == (out.sha256, out.phash)
-    assert render_image(data).jpeg == out.jpeg, "same bytes, same rendering"
+    assert hash_image(data, exif_transpose=upright) == (out.sha256, out.phash)
+    assert render_image(data, exif_transpose=upright).jpeg == out.jpeg, "same bytes, same rendering"
     diff = np.abs(pixels(out) - reference_pad(data))
     # photo texture upscaled ~3x through JPEG: within a level or two (a wrong alpha, palette or 16-bit
     # conversion is off by 70+ on its pixels)

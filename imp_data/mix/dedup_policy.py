@@ -86,14 +86,14 @@ def list_benchmark_images(location: Path, name: str | None = None, scope: str = 
                     yield member, archive.read(member)
 
 
-def benchmark_hashes(name: str, location: Path, scope: str = "asked") -> pl.DataFrame:
+def benchmark_hashes(name: str, location: Path, scope: str = "asked", exif_transpose: bool = False) -> pl.DataFrame:
     """(benchmark, image_name, sha256, phash) of every decodable image of one benchmark set."""
     from imp_data.images import hash_image
 
     rows = []
     for image_name, data in list_benchmark_images(location, name, scope):
         try:
-            sha, phash = hash_image(data)
+            sha, phash = hash_image(data, exif_transpose=exif_transpose)  # the frame the mix renders
         except ImageError as err:  # it cannot contaminate anything, but say so: nothing is skipped silently
             log.warning("%s: benchmark %s image %s not hashed: %s", location, name, image_name, err)
             continue
@@ -124,11 +124,11 @@ def benchmark_location(ctx, name: str, location: str) -> Path:
     return path
 
 
-def _memo_hashes(ctx, name: str, location: str, scope: str) -> pl.DataFrame:
+def _memo_hashes(ctx, name: str, location: str, scope: str, exif_transpose: bool) -> pl.DataFrame:
     """A benchmark set's hashes, computed once per build (the fill loop runs the policy more than once)."""
-    key = ("benchmark_hashes", name, location, scope)
+    key = ("benchmark_hashes", name, location, scope, exif_transpose)
     if key not in ctx.memo:
-        ctx.memo[key] = benchmark_hashes(name, benchmark_location(ctx, name, location), scope)
+        ctx.memo[key] = benchmark_hashes(name, benchmark_location(ctx, name, location), scope, exif_transpose)
     return ctx.memo[key]
 
 
@@ -141,7 +141,8 @@ def removals_for_mix(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFram
              .join(selected.select("id", "source", "source_id"), on="id"))
     bench = None
     if spec.decontaminate.benchmarks:
-        bench = pl.concat([_memo_hashes(ctx, name, loc, spec.decontaminate.scope)
+        exif = ctx.recipe.mix_render(mix).exif_transpose
+        bench = pl.concat([_memo_hashes(ctx, name, loc, spec.decontaminate.scope, exif)
                            for name, loc in sorted(spec.decontaminate.benchmarks.items())])
     removed, contamination = plan_removals(frame, bench, spec.dedup, spec.decontaminate)
     with atomic_path(ctx.layout.mix(mix) / "contamination.parquet") as tmp:

@@ -106,7 +106,7 @@ def _render_one(store, image: str, key: str, spec: RenderSpec, cache: Path) -> d
         data = store.read(image)
         failed = "image_undecodable"
         out = render_image(data, resolution=spec.resolution, mode=spec.mode, fill=tuple(spec.fill),
-                           quality=spec.quality, resampler=spec.resampler)
+                           quality=spec.quality, resampler=spec.resampler, exif_transpose=spec.exif_transpose)
     except ImageError as err:
         result = {"reason": err.reason, "detail": err.detail}
     except (ImpDataError, MemoryError):

@@ -32,7 +32,8 @@ def _sample_json(row: dict, *, mix: str, location: str, render: RenderSpec) -> b
         image = {"path": row["image"], "sha256": row["sha256"], "phash": row["phash"],
                  "orig_width": row["orig_width"], "orig_height": row["orig_height"], "width": row["width"],
                  "height": row["height"], "mode": render.mode, "fill": list(render.fill),
-                 "resolution": render.resolution, "resampler": render.resampler}
+                 "resolution": render.resolution, "resampler": render.resampler,
+                 "exif_transpose": render.exif_transpose}
     obj = {"key": row["key"], "id": row["id"], "source": row["source"], "source_id": row["source_id"],
            "conversations": [{"from": t["from"], "value": t["value"]} for t in row["conversations"]],
            "meta": json.loads(row["meta"]) if row.get("meta") else {}, "mix": mix, "location": location,
