@@ -110,3 +110,31 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def read_table(path: str | Path, columns: list[str] | None = None):
+    """A Parquet table as a polars DataFrame; a missing, truncated or corrupt file is one `ImpDataError`
+    line naming it (polars' own errors are multi-line and name neither the file nor the fix)."""
+    import polars as pl
+
+    from imp_data.errors import ImpDataError
+
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except Exception as err:  # polars raises ComputeError, OSError, pyarrow errors...: all mean "unreadable"
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ImpDataError(f"{path}: not a readable Parquet table ({first}) — rebuild it "
+                           "(imp-data build RECIPE redoes whatever is missing or damaged)") from None
+
+
+def read_table_schema(path: str | Path) -> dict:
+    """A Parquet file's column names and types, with `read_table`'s one-line error."""
+    import polars as pl
+
+    from imp_data.errors import ImpDataError
+
+    try:
+        return dict(pl.read_parquet_schema(path))
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ImpDataError(f"{path}: not a readable Parquet table ({first})") from None

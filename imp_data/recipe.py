@@ -40,6 +40,7 @@ def _no_bool(value: object) -> object:
 Int = Annotated[int, Strict()]  # no bools, no "5", no 5.0: a recipe's numbers are written as numbers
 Num = Annotated[float, BeforeValidator(_no_bool)]
 Rate = Annotated[float, Field(ge=0, le=1), BeforeValidator(_no_bool)]
+Position = Annotated[int, Strict(), Field(ge=0)]
 # Source and mix names become folder and file names under the data root (raw/<source>/, mixes/<mix>/).
 Name = Annotated[str, StringConstraints(pattern=SOURCE_NAME_RE)]
 
@@ -134,6 +135,11 @@ class DropRule(_Strict):
     image_prefix: str | None = Field(default=None, description="Drop records whose image path starts so.")
     text_only: bool | None = Field(default=None, description="True: drop text-only records.")
     source_ids: list[str] | None = Field(default=None, description="Drop these native ids.")
+    file_positions: list[Position] | None = Field(
+        default=None,
+        description="Drop the records at these 0-based positions of the source's published annotation file "
+        "(`meta.file_index`, kept by adapters that read one ordered file, e.g. llava_665k): what a trainer that "
+        "deletes list items by index removes, whatever the normaliser rejected before them.")
 
     @field_validator("name")
     @classmethod
@@ -315,6 +321,7 @@ def _semantic_problems(raw: dict[str, Any]) -> list[str]:
             problems.append(f"sources.{name}.adapter: unknown adapter {adapter!r}; valid: {', '.join(sorted(ADAPTERS))}")
             continue
         options = spec.get("options") or {}
+        problems += _position_rule_problems(raw, name, adapter)
         try:
             ADAPTERS[adapter].Options.model_validate(options)
         except ValidationError as err:
@@ -331,6 +338,26 @@ def _semantic_problems(raw: dict[str, Any]) -> list[str]:
         for src in priority:
             if src not in spec["sources"]:
                 problems.append(f"mixes.{mix}.dedup.source_priority: {src!r} is not a source of this mix")
+    return problems
+
+
+def _position_rule_problems(raw: dict[str, Any], source: str, adapter: str) -> list[str]:
+    """A `file_positions` rule needs the file index in meta: on any other adapter it would match nothing."""
+    from imp_data.sources.registry import ADAPTERS
+
+    keeping = [n for n, a in ADAPTERS.items() if getattr(a, "keeps_file_index", False)]
+    if adapter in keeping:
+        return []
+    problems = []
+    mixes = raw.get("mixes") if isinstance(raw.get("mixes"), dict) else {}
+    for mix, spec in mixes.items():
+        shares = spec.get("sources") if isinstance(spec, dict) else None
+        share = shares.get(source) if isinstance(shares, dict) else None
+        rules = share.get("drop") if isinstance(share, dict) else None
+        for i, rule in enumerate(rules if isinstance(rules, list) else []):
+            if isinstance(rule, dict) and rule.get("file_positions") is not None:
+                problems.append(f"mixes.{mix}.sources.{source}.drop.{i}.file_positions: adapter {adapter!r} does not "
+                                f"keep records' file positions (meta.file_index); these do: {', '.join(keeping)}")
     return problems
 
 
@@ -366,8 +393,13 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: cannot read recipe ({err.strerror})") from None
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise RecipeError(f"{path}: the YAML is nested too deeply to be a recipe") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise RecipeError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', err)}") from None
-    return parse_recipe(raw, str(path))
+    try:
+        return parse_recipe(raw, str(path))
+    except RecursionError:
+        raise RecipeError(f"{path}: a value is nested too deeply to be a recipe") from None

@@ -18,6 +18,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from imp_data.errors import ImpDataError
+from imp_data.io import read_table, read_table_schema
 from imp_data.recipe import load_recipe
 from imp_data.schema import Reject, Sample, ShardRecord
 
@@ -30,7 +31,7 @@ def validate_normalized(path: Path, limit: int) -> list[str]:
     from imp_data.normalize import row_to_sample_dict
 
     problems = []
-    frame = pl.read_parquet(path)
+    frame = read_table(path)
     for n, row in enumerate(frame.iter_rows(named=True)):
         try:
             Sample.model_validate(row_to_sample_dict(row))
@@ -47,7 +48,7 @@ def validate_normalized(path: Path, limit: int) -> list[str]:
 
 def validate_rejects(path: Path, limit: int) -> list[str]:
     problems = []
-    for n, row in enumerate(pl.read_parquet(path).iter_rows(named=True)):
+    for n, row in enumerate(read_table(path).iter_rows(named=True)):
         try:
             Reject.model_validate({k: row[k] for k in ("source", "source_id", "stage", "reason", "detail")})
         except (ValidationError, KeyError) as err:
@@ -112,7 +113,7 @@ def validate_recipe(path: Path) -> list[str]:
 
     try:
         raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+    except (OSError, yaml.YAMLError, RecursionError):
         raw = None  # load_recipe reports it with the YAML position
     is_run = isinstance(raw, dict) and "stage" in raw and "sources" not in raw
     try:
@@ -132,7 +133,7 @@ def table_kind(path: Path) -> str | None:
     `rejects` covers rejects/<source>.parquet and a mix's rejects/drops/removals; `index` is a mix's
     index.parquet, which is only meaningful checked against its shards. None: not one we can validate.
     """
-    cols = pl.read_parquet_schema(path)
+    cols = read_table_schema(path)
     if {"id", "source", "source_id", "image", "conversations", "meta", "order"} <= set(cols):
         return "normalized"
     if {"source", "source_id", "stage", "reason", "detail"} <= set(cols):
@@ -182,7 +183,7 @@ def validate_path(path: Path, limit: int = 50, recipes: dict | None = None) -> l
 
 
 def _columns(path: Path) -> str:
-    names = list(pl.read_parquet_schema(path))
+    names = list(read_table_schema(path))
     return ", ".join(names[:8] + ["…"] * (len(names) > 8))
 
 
@@ -194,7 +195,10 @@ def validate_paths(paths: list[Path], max_report: int = 50) -> list[str]:
     recipes = declared_mixes([p for p in paths if p.exists()])
     problems: list[str] = []
     for path in paths:
-        problems += validate_path(path, max(1, max_report - len(problems)), recipes)
+        try:
+            problems += validate_path(path, max(1, max_report - len(problems)), recipes)
+        except ImpDataError as err:  # one unreadable file is one problem line; the other paths are still checked
+            problems.append(str(err))
         if len(problems) >= max_report:
             break
     return problems[:max_report]

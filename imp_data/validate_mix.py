@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from imp_data.errors import ImpDataError, ShardError
 from imp_data.fingerprint import CODE_VERSIONS
-from imp_data.io import dumps_canonical, file_sha256
+from imp_data.io import dumps_canonical, file_sha256, read_table
 from imp_data.recipe import Recipe, RenderSpec, load_recipe
 
 # Record fields whose expected value comes from stats.json (the mix and its render settings), not the plan.
@@ -278,7 +278,7 @@ def check_mix(mix_dir: Path, limit: int, recipes: Recipes | None = None) -> list
     report = _Report(limit)
     try:
         stats = _load_stats(mix_dir, report)
-        index = pl.read_parquet(mix_dir / "index.parquet")
+        index = read_table(mix_dir / "index.parquet")
         mix = (stats or {}).get("mix") or (index["shard_name"][0].rsplit("-", 1)[0] if index.height
                                             else mix_dir.name)
         if stats is not None:
@@ -297,7 +297,7 @@ def check_mix(mix_dir: Path, limit: int, recipes: Recipes | None = None) -> list
         if not plan_path.is_file():
             report.add(f"{plan_path}: missing — the shards cannot be checked against their plan")
             return report.lines
-        plan = pl.read_parquet(plan_path)
+        plan = read_table(plan_path)
         check_index_vs_plan(mix_dir / "index.parquet", index, plan, report)
         expect = _Expect(mix, stats, report, mix_dir / "stats.json")
         plan_by = {shard_name(mix, n): frame.sort("position").to_dicts()

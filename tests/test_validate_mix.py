@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 import yaml
 
+from imp_data.fingerprint import CODE_VERSIONS
 from imp_data.validate import validate_paths
 from tests.conftest import DEMO_RECIPE, ROOT, guarded_env
 
@@ -130,7 +131,8 @@ def test_older_code_version_is_stale(mix):
     stats["built_by"]["render"] = "0-" + stats["built_by"]["render"].partition("-")[2]
     (mix / "stats.json").write_text(json.dumps(stats))
     problems = validate_paths([mix])
-    assert problems == [f"{mix}: stale — built by an older imp-data (stage render: code version 0, now 1); "
+    assert problems == [f"{mix}: stale — built by an older imp-data (stage render: code version 0, "
+                        f"now {CODE_VERSIONS['render']}); "
                         "rebuild with imp-data build RECIPE"], problems
 
     del stats["built_by"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from imp_data.errors import ShardError
-from imp_data.io import file_sha256
+from imp_data.io import file_sha256, read_table
 
 
 def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict, bytes | None]]:
@@ -32,7 +32,11 @@ def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict, bytes | None]]:
                     try:
                         record = json.loads(data)
                     except json.JSONDecodeError as err:
-                        raise ShardError(f"{path}: member {info.name} is not valid JSON ({err.msg})") from None
+                        raise ShardError(f"{path}: key {key}: member {info.name} is not valid JSON ({err.msg} at "
+                                         f"byte {err.pos})") from None
+                    except UnicodeDecodeError as err:
+                        raise ShardError(f"{path}: key {key}: member {info.name} is not UTF-8 (byte "
+                                         f"0x{data[err.start]:02x} at offset {err.start})") from None
                 elif ext == "jpg":
                     jpg = data
             if current_key is not None:
@@ -48,7 +52,7 @@ def verify_mix(mix_dir: Path, *, checksums: bool = True) -> list[str]:
     wids_path = mix_dir / "shards" / "index.wids.json"
     if not index_path.is_file():
         return [f"{index_path}: missing — build the mix first"]
-    index = pl.read_parquet(index_path)
+    index = read_table(index_path)
     wids = json.loads(wids_path.read_text()) if wids_path.is_file() else None
     if wids is None:
         problems.append(f"{wids_path}: missing")
