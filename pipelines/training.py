@@ -75,6 +75,8 @@ def run_assets(name: str, path: Path, cfg: RunConfig, names: set[str]) -> list[d
         s = summarize_run(train(path, data_root=str(local)))
         return dg.MaterializeResult(metadata={
             "final_loss": s["final_loss"], "steps": s["steps"], "samples_per_s": s["samples_per_s"],
+            "tokens_per_s": s["tokens_per_s"], "padding_share": s["padding_share"], "eta_s": s["eta_s"],
+            "packing": cfg.train.packing,
             "checkpoint": dg.MetadataValue.path(s["checkpoint"]), "log": dg.MetadataValue.path(s["log"])})
 
     if cfg.stage != 2:

@@ -78,6 +78,10 @@ class TrainConfig:
     """Loader worker processes per rank."""
     group_by_modality_length: bool = False
     """LLaVA's sampler: megabatches of one modality, sorted by length (Imp stage 2)."""
+    packing: bool = False
+    """Put each micro-batch's samples side by side in one row (block-diagonal attention, position ids
+    restarting per sample) instead of padding them to the longest: no padding position is computed, and
+    the loss and gradients are the padded batch's (imp_data/train/packing.py). Same batches, same order."""
     on_corrupt: str = "raise"
     """A corrupt shard member: 'raise' (naming the shard) or 'skip' (counted)."""
     trust_shards: bool = False
@@ -122,8 +126,9 @@ class RunConfig:
             problems.append("train.overlength: 'truncate' or 'drop'")
         if self.train.on_corrupt not in ("raise", "skip"):
             problems.append("train.on_corrupt: 'raise' or 'skip'")
-        if not isinstance(self.train.trust_shards, bool):
-            problems.append("train.trust_shards: true or false")
+        for key in ("trust_shards", "packing"):
+            if not isinstance(getattr(self.train, key), bool):
+                problems.append(f"train.{key}: true or false")
         if self.model.frozen_dtype not in ("float32", "bfloat16", "float16"):
             problems.append("model.frozen_dtype: 'float32', 'bfloat16' or 'float16'")
         for key in ("batch_size", "grad_accum", "epochs", "log_every", "model_max_length"):

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
 from PIL import Image
 
@@ -101,6 +100,8 @@ class ShardIndex:
     @classmethod
     def read(cls, mix_dir: Path, *, verify: bool = True) -> ShardIndex:
         """The index of `mix_dir`; with `verify`, its per-member hashes too (a mix without them is refused)."""
+        import polars as pl  # here, not at the top: the GPU check (bench/gpu_check.py) runs without polars
+
         path = mix_dir / "index.parquet"
         if not path.is_file():
             raise ShardError(f"{path}: no shard index — build the mix first (imp-data build RECIPE)")
@@ -130,8 +131,10 @@ class ShardIndex:
         return len(self.keys)
 
 
-def _digests(frame: pl.DataFrame, column: str, needed: pl.Expr, path: Path) -> np.ndarray:
+def _digests(frame, column: str, needed, path: Path) -> np.ndarray:
     """Hex digests -> uint8 [n, 32] (compact to send to workers; rows without the member stay zero)."""
+    import polars as pl
+
     bad = frame.filter(needed & ~pl.col(column).str.contains(r"^[0-9a-f]{64}$").fill_null(False))
     if bad.height:
         raise ShardError(f"{path}: {bad.height} row(s) without a valid {column} (e.g. key {bad['key'][0]}) — {FIX}")
@@ -283,13 +286,14 @@ class ShardLoader:
                  collate: Callable[[list[dict]], dict], batch_size: int, seed: int, epoch: int = 0, rank: int = 0,
                  world_size: int = 1, num_workers: int = 0, group_by_modality_length: bool = False,
                  megabatch: int | None = None, drop_last: bool = True, on_corrupt: str = "raise",
-                 verify: bool = True, pin_memory: bool = False):
+                 verify: bool = True, pin_memory: bool = False, index: ShardIndex | None = None):
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"unknown on_corrupt {on_corrupt!r}; valid: {', '.join(ON_CORRUPT)}")
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size or num_workers < 0:
             raise ValueError(f"need batch_size >= 1, 0 <= rank < world_size, num_workers >= 0; got {batch_size=}, "
                              f"{rank=}, {world_size=}, {num_workers=}")
-        self.index = ShardIndex.read(Path(mix_dir), verify=verify)
+        # `index`: one already in memory (bench/gpu_check.py builds its own where polars is not installed)
+        self.index = index if index is not None else ShardIndex.read(Path(mix_dir), verify=verify)
         self.reader = ShardReader(self.index)
         self.lengths = modality_lengths(self.index.text_words, self.index.jpg_offset >= 0)
         self.encode, self.collate, self.on_corrupt = encode, collate, on_corrupt

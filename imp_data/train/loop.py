@@ -23,7 +23,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
 from torch import nn
 
@@ -34,6 +33,7 @@ from imp_data.train.checkpoint import (latest_checkpoint, load_projector, load_r
 from imp_data.train.config import RunConfig, load_run
 from imp_data.train.data import ShardLoader, make_loader
 from imp_data.train.model import ImpModel, ModelSpec
+from imp_data.train.packing import position_counts
 from imp_data.train.tokenizer import load_tokenizer, train_tiny_tokenizer
 
 # dense bf16 peak per GPU, for MFU (spec sheets, no sparsity)
@@ -71,6 +71,8 @@ def build_tokenizer(cfg: RunConfig, data_root: Path, run_dir: Path):
     if cfg.model.tokenizer:
         tokenizer = load_tokenizer(cfg.model.tokenizer)
     else:
+        import polars as pl  # here: the GPU check imports this module where polars is not installed
+
         plan = pl.read_parquet(mix_dir(cfg, data_root) / "plan.parquet", columns=["conversations"])
         texts = [t["value"] for conv in plan["conversations"].to_list() for t in conv]
         tokenizer = train_tiny_tokenizer(texts, cfg.model.tokenizer_vocab_size)
@@ -139,11 +141,12 @@ def make_run_loader(cfg: RunConfig, tokenizer, model: ImpModel, data_root: Path,
                        verify=not cfg.train.trust_shards)
 
 
-def forward_loss(model, batch: dict, device: torch.device) -> torch.Tensor:
+def forward_loss(model, batch: dict, device: torch.device, packed: bool = False) -> torch.Tensor:
+    """The batch's mean loss; `packed`: its samples in one row, no padding (train.packing)."""
     batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
-                     pixel_values=batch.get("pixel_values")).loss
+                     pixel_values=batch.get("pixel_values"), packed=packed).loss
 
 
 def llm_tokens(batch: dict, num_patches: int) -> int:
@@ -178,6 +181,17 @@ def step_flops(counts: dict, tokens: int, n_images: int, seq_len: float) -> floa
     patches = counts["num_patches"] * n_images
     return ((4 * counts["llm"] + 2 * counts["llm_trainable"] + attention) * tokens
             + 2 * counts["vision"] * patches + 6 * counts["projector"] * patches)
+
+
+def clock(seconds: float) -> str:
+    """Seconds as h:mm:ss, for the ETA.
+
+    Example:
+        >>> clock(3725)
+        '1:02:05'
+    """
+    minutes, sec = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}"
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -317,21 +331,23 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
     # ---- steps
     model.train()
     micro, loss_sum, saved_at = 0, torch.zeros((), device=device), step if ckpt is not None else -1
-    window = {"t": time.time(), "samples": 0, "tokens": 0, "flops": 0.0, "truncated": 0, "mismatch": 0}
+    window = {"t": time.time(), "samples": 0, "tokens": 0, "positions": 0, "flops": 0.0, "truncated": 0, "mismatch": 0}
+    started, first_step = time.time(), step  # the ETA is this process's rate over the steps left
     while step < total:
         for batch in loader:
             micro += 1
             last_micro = micro % cfg.train.grad_accum == 0
             # DDP: all-reduce gradients only on the micro-batch that ends a step
             with train_model.no_sync() if world > 1 and not last_micro else nullcontext():
-                loss = forward_loss(train_model, batch, device)
+                loss = forward_loss(train_model, batch, device, packed=cfg.train.packing)
                 (loss / cfg.train.grad_accum).backward()
             loss_sum += loss.detach().float()  # no .item() here: it would sync the GPU every micro-batch
-            tokens = llm_tokens(batch, model.num_patches)
+            tokens, positions, attended = position_counts(batch, model.num_patches, cfg.train.packing)
             n_images = 0 if batch["pixel_values"] is None else len(batch["pixel_values"])
             window["samples"] += len(batch["input_ids"])
             window["tokens"] += tokens
-            window["flops"] += step_flops(counts, tokens, n_images, tokens / len(batch["input_ids"]))
+            window["positions"] += positions  # computed by the LLM: tokens + padding
+            window["flops"] += step_flops(counts, tokens, n_images, attended)
             for key in ("truncated", "mismatch"):
                 window[key] += batch["stats"][key]
             if not last_micro:
@@ -354,6 +370,8 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
                               "lr": scheduler.get_last_lr()[-1], "grad_norm": round(float(grad_norm), 4),
                               "samples_per_s": round(window["samples"] * world / dt, 2),
                               "tokens_per_s": round(window["tokens"] * world / dt, 1),
+                              "padding_share": round(1 - window["tokens"] / max(window["positions"], 1), 4),
+                              "eta_s": round((total - step) * (time.time() - started) / (step - first_step)),
                               "skipped": loader.skipped, "truncated": window["truncated"],
                               "mismatch": window["mismatch"]}
                     if peak:
@@ -362,8 +380,9 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
                     log.flush()
                     mfu = f" | mfu {record['mfu']:.1%}" if peak else ""
                     print(f"step {step}/{total} | loss {mean_loss:.4f} | lr {record['lr']:.2e} | "
-                          f"{record['samples_per_s']:.1f} samples/s | {record['tokens_per_s']:,.0f} tok/s{mfu}")
-                window.update(t=time.time(), samples=0, tokens=0, flops=0.0, truncated=0, mismatch=0)
+                          f"{record['samples_per_s']:.1f} samples/s | {record['tokens_per_s']:,.0f} tok/s{mfu} | "
+                          f"padding {record['padding_share']:.1%} | eta {clock(record['eta_s'])}")
+                window.update(t=time.time(), samples=0, tokens=0, positions=0, flops=0.0, truncated=0, mismatch=0)
             loss_sum.zero_()
 
             # ---- checkpoint

@@ -87,16 +87,15 @@ class ImpModel(nn.Module):
         features = self._vision(pixel_values)
         return self.mm_projector(features.to(self.mm_projector[0].weight.dtype))
 
-    def embed(self, input_ids: torch.Tensor, labels: torch.Tensor | None, attention_mask: torch.Tensor,
-              pixel_values: torch.Tensor | None, padding_side: str = "right"):
-        """Splice projected image features into the embedded sequences and re-pad them.
+    def splice(self, input_ids: torch.Tensor, labels: torch.Tensor | None, attention_mask: torch.Tensor,
+               pixel_values: torch.Tensor | None) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """Each row's embedded sequence with its images' projected features in place of `<image>`.
 
         Follows `prepare_inputs_labels_for_multimodal`: strip padding, split each row at -200, embed the
-        text pieces, put one image's features (labels -100) at each -200, then pad again — on the right
-        for training, on the left for generation (a decoder continues from the last position).
+        text pieces, put one image's features (labels -100) at each -200.
 
         Returns:
-            (inputs_embeds [B, T, H], attention_mask [B, T], labels [B, T] or None)
+            (rows [n_b, H] per row, their labels [n_b] per row or None)
         """
         embed_tokens = self.llm.get_input_embeddings()
         features = self.encode_images(pixel_values) if pixel_values is not None and len(pixel_values) else None
@@ -124,6 +123,21 @@ class ImpModel(nn.Module):
                 row_labels.append(torch.cat(piece_labels))
         if features is not None and image_i != len(features):
             raise ValueError(f"the batch has {len(features)} images but {image_i} <image> tokens")
+        if features is None and self.training:
+            # a text-only batch still touches the projector (as LLaVA's zero image does), so DDP sees a
+            # gradient — of zero — for every trainable parameter on every rank
+            rows[0] = rows[0] + 0.0 * self.mm_projector(rows[0].new_zeros(1, self.mm_projector[0].in_features)).sum()
+        return rows, (row_labels if labels is not None else None)
+
+    def embed(self, input_ids: torch.Tensor, labels: torch.Tensor | None, attention_mask: torch.Tensor,
+              pixel_values: torch.Tensor | None, padding_side: str = "right"):
+        """`splice`, then pad the rows again — on the right for training, on the left for generation (a
+        decoder continues from the last position).
+
+        Returns:
+            (inputs_embeds [B, T, H], attention_mask [B, T], labels [B, T] or None)
+        """
+        rows, row_labels = self.splice(input_ids, labels, attention_mask, pixel_values)
         width = max(r.shape[0] for r in rows)
         embeds = rows[0].new_zeros((len(rows), width, rows[0].shape[1]))
         mask = torch.zeros((len(rows), width), dtype=torch.long, device=embeds.device)
@@ -133,13 +147,16 @@ class ImpModel(nn.Module):
             embeds[b, span], mask[b, span] = r, 1
             if labels is not None:
                 out_labels[b, span] = row_labels[b]
-        if features is None and self.training:
-            # a text-only batch still touches the projector (as LLaVA's zero image does), so DDP sees a
-            # gradient — of zero — for every trainable parameter on every rank
-            embeds = embeds + 0.0 * self.mm_projector(embeds.new_zeros(1, self.mm_projector[0].in_features)).sum()
         return embeds, mask, (out_labels if labels is not None else None)
 
-    def forward(self, input_ids, attention_mask, labels=None, pixel_values=None):
+    def forward(self, input_ids, attention_mask, labels=None, pixel_values=None, packed: bool = False):
+        """The LLM's output (loss when `labels`); `packed` puts the batch's samples in one row with
+        block-diagonal attention and no padding (`imp_data.train.packing`): same loss, fewer positions."""
+        if packed:
+            from imp_data.train.packing import enable_packed_attention, pack_rows
+
+            enable_packed_attention(self.llm)
+            return self.llm(**pack_rows(*self.splice(input_ids, labels, attention_mask, pixel_values)))
         embeds, mask, labels = self.embed(input_ids, labels, attention_mask, pixel_values)
         return self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels)
 
