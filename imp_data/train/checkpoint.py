@@ -46,7 +46,7 @@ def _has_lora(model) -> bool:
 
 
 def save_checkpoint(run_dir: Path, step: int, *, model, optimizer, scheduler, loader_state: dict,
-                    rng_states: list[dict], meta: dict) -> Path:
+                    rng_states: list[dict], meta: dict, scaler: dict | None = None) -> Path:
     """Write checkpoint `step` of `run_dir` atomically (call on rank 0; `rng_states` holds every rank's)."""
     ckpt_dir = run_dir / "checkpoints"
     final, tmp = ckpt_dir / f"step-{step:07d}", ckpt_dir / f".step-{step:07d}.tmp"
@@ -57,7 +57,7 @@ def save_checkpoint(run_dir: Path, step: int, *, model, optimizer, scheduler, lo
         # the LoRA weights only: peft would otherwise copy the whole lm_head, a LoRA target in Imp
         model.llm.save_pretrained(tmp / ADAPTER_DIR, save_embedding_layers=False)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "loader": loader_state,
-                "rng": rng_states, "step": step}, tmp / "state.pt")
+                "rng": rng_states, "step": step, "scaler": scaler or {}}, tmp / "state.pt")
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=2, sort_keys=True, default=str))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)

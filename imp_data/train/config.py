@@ -66,8 +66,12 @@ class TrainConfig:
     """Linear warmup over this share of the steps, then cosine to zero (HF's schedule)."""
     weight_decay: float = 0.0
     """Applied to weights, not to biases or norms (LLaVATrainer's groups); Imp uses 0."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (HF Trainer's default)."""
+    max_grad_norm: float | None = 1.0
+    """Clip the gradient norm to this; null or 0 = no clipping (Imp: its DeepSpeed configs set none)."""
+    precision: str = "bf16"
+    """GPU autocast: 'bf16', 'fp16' (dynamic loss scaling, as Imp trains) or 'fp32'; the CPU runs float32."""
+    tf32: bool = True
+    """TF32 matmuls on Ampere and newer (Imp: --tf32 False)."""
     model_max_length: int = 3072
     """Cap on tokens after image features are inserted (Imp: 3072)."""
     overlength: str = "truncate"
@@ -126,7 +130,9 @@ class RunConfig:
             problems.append("train.overlength: 'truncate' or 'drop'")
         if self.train.on_corrupt not in ("raise", "skip"):
             problems.append("train.on_corrupt: 'raise' or 'skip'")
-        for key in ("trust_shards", "packing"):
+        if self.train.precision not in ("bf16", "fp16", "fp32"):
+            problems.append("train.precision: 'bf16', 'fp16' or 'fp32'")
+        for key in ("trust_shards", "packing", "tf32"):
             if not isinstance(getattr(self.train, key), bool):
                 problems.append(f"train.{key}: true or false")
         if self.model.frozen_dtype not in ("float32", "bfloat16", "float16"):
@@ -180,6 +186,8 @@ def run_from_dict(raw: dict, source: str = "run") -> RunConfig:
     cfg = _build(RunConfig, raw, "")
     for key in ("lr", "projector_lr", "warmup_ratio", "weight_decay", "max_grad_norm"):  # YAML reads 1e-3 as str
         value = getattr(cfg.train, key)
+        if value is None and key == "max_grad_norm":
+            continue  # no clipping
         if isinstance(value, str):
             try:
                 setattr(cfg.train, key, float(value))

@@ -34,6 +34,7 @@ from imp_data.train.config import RunConfig, load_run
 from imp_data.train.data import ShardLoader, make_loader
 from imp_data.train.model import ImpModel, ModelSpec
 from imp_data.train.packing import position_counts
+from imp_data.train.precision import Precision, set_tf32
 from imp_data.train.tokenizer import load_tokenizer, train_tiny_tokenizer
 
 # dense bf16 peak per GPU, for MFU (spec sheets, no sparsity)
@@ -141,10 +142,13 @@ def make_run_loader(cfg: RunConfig, tokenizer, model: ImpModel, data_root: Path,
                        verify=not cfg.train.trust_shards)
 
 
-def forward_loss(model, batch: dict, device: torch.device, packed: bool = False) -> torch.Tensor:
-    """The batch's mean loss; `packed`: its samples in one row, no padding (train.packing)."""
+def forward_loss(model, batch: dict, device: torch.device, packed: bool = False, precision=None) -> torch.Tensor:
+    """The batch's mean loss; `packed`: its samples in one row, no padding (train.packing); `precision`: a
+    `Precision` (default bf16 autocast on CUDA)."""
     batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    cast = precision.autocast() if precision is not None else \
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with cast:
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
                      pixel_values=batch.get("pixel_values"), packed=packed).loss
 
@@ -257,7 +261,7 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
     device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        set_tf32(cfg.train.tf32)
     threads = torch.get_num_threads()
     if device.type == "cpu" and cfg.train.cpu_threads:
         torch.set_num_threads(cfg.train.cpu_threads)
@@ -284,6 +288,7 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
                            f"lower train.batch_size ({cfg.train.batch_size})")
     total = cfg.train.max_steps or max(1, len(loader) // cfg.train.grad_accum) * cfg.train.epochs
     optimizer, scheduler = build_optimizer(cfg, model, total)
+    amp = Precision(cfg.train.precision, device)
     ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
     train_model = nn.parallel.DistributedDataParallel(model, **ddp_kwargs) if world > 1 else model
 
@@ -300,6 +305,7 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         loader.load_state_dict(state["loader"])
+        amp.load_state_dict(state.get("scaler"))
         set_rng_state(state["rng"][rank])
         step, epoch = state["step"], state["loader"]["epoch"]
     else:  # each rank its own dropout stream
@@ -325,7 +331,7 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
         rngs = _all_ranks(rng_state(), world)  # every rank takes part; rank 0 writes
         if rank == 0:
             save_checkpoint(run_dir, at, model=model, optimizer=optimizer, scheduler=scheduler,
-                            loader_state=loader.state_dict(), rng_states=rngs, meta=meta)
+                            loader_state=loader.state_dict(), rng_states=rngs, meta=meta, scaler=amp.state_dict())
         barrier()
 
     # ---- steps
@@ -339,8 +345,8 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
             last_micro = micro % cfg.train.grad_accum == 0
             # DDP: all-reduce gradients only on the micro-batch that ends a step
             with train_model.no_sync() if world > 1 and not last_micro else nullcontext():
-                loss = forward_loss(train_model, batch, device, packed=cfg.train.packing)
-                (loss / cfg.train.grad_accum).backward()
+                loss = forward_loss(train_model, batch, device, packed=cfg.train.packing, precision=amp)
+                amp.backward(loss / cfg.train.grad_accum)
             loss_sum += loss.detach().float()  # no .item() here: it would sync the GPU every micro-batch
             tokens, positions, attended = position_counts(batch, model.num_patches, cfg.train.packing)
             n_images = 0 if batch["pixel_values"] is None else len(batch["pixel_values"])
@@ -352,9 +358,8 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
                 window[key] += batch["stats"][key]
             if not last_micro:
                 continue
-            grad_norm = nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                                 cfg.train.max_grad_norm)
-            optimizer.step()
+            grad_norm = amp.step(optimizer, [p for p in model.parameters() if p.requires_grad],
+                                 cfg.train.max_grad_norm)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
