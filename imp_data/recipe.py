@@ -136,10 +136,8 @@ class DropRule(_Strict):
     text_only: bool | None = Field(default=None, description="True: drop text-only records.")
     source_ids: list[str] | None = Field(default=None, description="Drop these native ids.")
     file_positions: list[Position] | None = Field(
-        default=None,
-        description="Drop the records at these 0-based positions of the source's published annotation file "
-        "(`meta.file_index`, kept by adapters that read one ordered file, e.g. llava_665k): what a trainer that "
-        "deletes list items by index removes, whatever the normaliser rejected before them.")
+        default=None, description="Drop the records at these 0-based positions of the published file "
+        "(meta.file_index, kept by llava_665k), as a trainer deleting list items by index does.")
 
     @field_validator("name")
     @classmethod
@@ -346,18 +344,15 @@ def _position_rule_problems(raw: dict[str, Any], source: str, adapter: str) -> l
     from imp_data.sources.registry import ADAPTERS
 
     keeping = [n for n, a in ADAPTERS.items() if getattr(a, "keeps_file_index", False)]
-    if adapter in keeping:
-        return []
     problems = []
-    mixes = raw.get("mixes") if isinstance(raw.get("mixes"), dict) else {}
-    for mix, spec in mixes.items():
+    for mix, spec in (raw.get("mixes") if isinstance(raw.get("mixes"), dict) else {}).items():
         shares = spec.get("sources") if isinstance(spec, dict) else None
         share = shares.get(source) if isinstance(shares, dict) else None
         rules = share.get("drop") if isinstance(share, dict) else None
-        for i, rule in enumerate(rules if isinstance(rules, list) else []):
-            if isinstance(rule, dict) and rule.get("file_positions") is not None:
-                problems.append(f"mixes.{mix}.sources.{source}.drop.{i}.file_positions: adapter {adapter!r} does not "
-                                f"keep records' file positions (meta.file_index); these do: {', '.join(keeping)}")
+        problems += [f"mixes.{mix}.sources.{source}.drop.{i}.file_positions: adapter {adapter!r} does not keep "
+                     f"records' file positions (meta.file_index); these do: {', '.join(keeping)}"
+                     for i, rule in enumerate(rules if isinstance(rules, list) else [])
+                     if adapter not in keeping and isinstance(rule, dict) and rule.get("file_positions") is not None]
     return problems
 
 

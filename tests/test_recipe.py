@@ -21,7 +21,7 @@ GOOD = {
 }
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "imp_1m.yaml", "llava_pretrain_558k.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "imp_1m.yaml", "imp_1m_ablations.yaml", "llava_pretrain_558k.yaml"])
 def test_shipped_recipes_validate(name):
     recipe = load_recipe(ROOT / "manifests" / name)
     assert recipe.mixes and recipe.sources
@@ -29,11 +29,12 @@ def test_shipped_recipes_validate(name):
 
 def test_imp_1m_matches_paper_table():
     recipe = load_recipe(ROOT / "manifests" / "imp_1m.yaml")
-    (mix,) = recipe.mixes.values()
+    mix = recipe.mixes["imp_1m"]  # imp_1m_decontaminated: tests/test_recipes_paper.py
     takes = {name: share.take for name, share in mix.sources.items()}
     assert takes == {"llava_665k": "all", "dvqa": 10000, "chartqa": 4000, "docvqa": 10000, "ai2d": 4000,
                      "infographicvqa": 4000, "sharegpt4v": 20000, "laion_gpt4v": 10000, "allava": 300000}
-    (rule,) = mix.sources["llava_665k"].drop
+    removals, rule = mix.sources["llava_665k"].drop  # Imp's two record removals, then TextCaps
+    assert removals.name == "imp_removals" and removals.file_positions == [245723, 247644]
     assert rule.name == "textcaps" and rule.image_prefix == "textvqa/"
 
 

@@ -32,7 +32,7 @@ def test_llava_665k_real_records():
                 {"from": "human", "value": "Is the bus driving down the street or pulled off to the side?"},
                 {"from": "gpt", "value": "The bus is driving down the street, which is crowded with people and other vehicles."},
             ],
-            meta={},
+            meta={"file_index": 0},  # the position in the published file, for position rules
             where="llava665k.json record 0",
         ),
         Candidate(
@@ -45,7 +45,7 @@ def test_llava_665k_real_records():
                 {"from": "human", "value": "Does the man wear shorts?"},
                 {"from": "gpt", "value": "No"},
             ],
-            meta={},
+            meta={"file_index": 1},
             where="llava665k.json record 1",
         ),
     ]
@@ -121,8 +121,8 @@ def test_text_only_ids_and_extras(tmp_path):
     ])
     out = read("llava_665k", tmp_path, [name])
     assert out[0] == Candidate("sharegpt_0", None, [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}],
-                               {}, "mix.json record 0")
-    assert (out[1].source_id, out[2].source_id, out[2].meta) == ("7", "007", {"weight": 2})
+                               {"file_index": 0}, "mix.json record 0")
+    assert (out[1].source_id, out[2].source_id, out[2].meta) == ("7", "007", {"weight": 2, "file_index": 2})
 
 
 @pytest.mark.parametrize("record, reason, sid", [

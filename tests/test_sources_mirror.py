@@ -49,12 +49,12 @@ def test_llava_665k(outputs):
     assert by_id(out, "000000000777") == Candidate(
         "000000000777", "coco/train2017/000000000777.jpg",
         [{"from": "human", "value": "What is unusual about this image?\n<image>"},
-         {"from": "gpt", "value": "A cat drives a car."}], {}, "llava_v1_5_mix665k.json record 29")
+         {"from": "gpt", "value": "A cat drives a car."}], {"file_index": 29}, "llava_v1_5_mix665k.json record 29")
     assert by_id(out, "sharegpt_0") == Candidate(
         "sharegpt_0", None,
         [{"from": "human", "value": "Write a haiku about data."}, {"from": "gpt", "value": "Rows of tidy shards / ..."},
          {"from": "human", "value": "Now one about GPUs."}, {"from": "gpt", "value": "Warm silicon hum / ..."}],
-        {}, "llava_v1_5_mix665k.json record 32")
+        {"file_index": 32}, "llava_v1_5_mix665k.json record 32")
     assert [r.source_id for r in out].count("000000033471") == 4  # three conversations + an exact copy
     assert by_id(out, "2327515").image == "gqa/images/2327515.jpg"
 
@@ -66,12 +66,13 @@ def test_llava_pretrain(outputs):
          {"from": "gpt", "value": "a bowl of fresh fruit"}], {}, "blip_laion_cc_sbu_558k.json record 2")
 
 
-def test_dvqa_without_prompt_and_the_empty_answer(outputs):
+def test_dvqa_short_answer_suffix_and_the_empty_answer(outputs):
     out = outputs["dvqa"]
     assert out[0] == Problem("120000001", "empty_answer", "train_qa.json record 2: 'answer' is blank")
-    assert by_id(out, "bar_train_00000000.png") == Candidate(
+    assert by_id(out, "bar_train_00000000.png") == Candidate(  # LLaVA-1.5's suffix, first question only
         "bar_train_00000000.png", "bar_train_00000000.png",
-        [{"from": "human", "value": "<image>\nHow many bars are there?"}, {"from": "gpt", "value": "3"},
+        [{"from": "human", "value": "<image>\nHow many bars are there?\nAnswer the question using a single word or "
+                                    "phrase."}, {"from": "gpt", "value": "3"},
          {"from": "human", "value": "Is the value of bond larger than cloud?"}, {"from": "gpt", "value": "no"}],
         {"split_file": "train_qa", "question_ids": ["120000000", "120000002"],
          "template_ids": ["structure", "reasoning"]},

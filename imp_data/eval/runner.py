@@ -32,9 +32,10 @@ def score(name: str, items: list[EvalItem], preds: list[str]) -> dict:
     """The benchmark's headline number (and details), from raw predictions."""
     from imp_data.eval import metrics as m
 
-    if name == "vqav2":
-        return {"score": _mean100([m.vqa_accuracy(p, it.answers) for it, p in zip(items, preds)])}
-    if name == "vizwiz":  # the upload's EvalAI processing, then the server's VQA accuracy (EVAL §6)
+    if name in ("vqav2", "vizwiz"):
+        # As LLaVA's convert_vqav2/vizwiz_for_submission.py feed the server: the EvalAI answer processor
+        # first, then vqaEval's accuracy. Raw, "Yes" against ten human "yes" scores 0 (vqaEval normalises
+        # only when the humans disagree).
         return {"score": _mean100([m.vqa_accuracy(m.normalize_evalai_answer(p), it.answers)
                                    for it, p in zip(items, preds)])}
     if name == "textvqa":

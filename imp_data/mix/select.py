@@ -15,9 +15,16 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from imp_data.errors import ImpDataError
 from imp_data.recipe import DropRule, MixSource
 
 SELECT_COLUMNS = ["id", "source", "source_id", "image", "n_turns", "text_chars", "text_words", "order"]
+
+
+def select_columns(spec: MixSource) -> list[str]:
+    """The normalized columns a source's selection reads: SELECT_COLUMNS, plus `meta` when a rule matches
+    file positions (read only then: meta can be large, e.g. ALLaVA's captions and URLs)."""
+    return SELECT_COLUMNS + ["meta"] if any(r.file_positions is not None for r in spec.drop) else SELECT_COLUMNS
 
 
 def keyed_rank(seed: int, namespace: str, ids: list[str]) -> list[int]:
@@ -40,6 +47,13 @@ def rule_mask(frame: pl.DataFrame, rule: DropRule) -> pl.Series:
         mask &= frame["image"].is_null() == rule.text_only
     if rule.source_ids is not None:
         mask &= frame["source_id"].is_in(rule.source_ids)
+    if rule.file_positions is not None:
+        if "meta" not in frame.columns:
+            raise ImpDataError(f"drop rule {rule.name!r} matches file positions: read the normalized table with "
+                               "imp_data.mix.select.select_columns(spec), which includes `meta`")
+        # the position in the published file, not `order` (which counts only the records normalize accepted)
+        index = frame["meta"].str.json_path_match("$.file_index").cast(pl.Int64, strict=False)
+        mask &= index.is_in(rule.file_positions).fill_null(False)
     return mask
 
 
@@ -61,13 +75,14 @@ class Selection:
 
 def select_source(frame: pl.DataFrame, source: str, spec: MixSource, seed: int) -> Selection:
     """Apply a mix's drop rules in order (first match names the rule), then take-N by keyed rank."""
-    frame = frame.select([c for c in SELECT_COLUMNS if c in frame.columns])
+    frame = frame.select([c for c in select_columns(spec) if c in frame.columns])
     sel = Selection(source=source, available=frame.height, taken=frame, target=spec.take)
     rest = frame
     for rule in spec.drop:
         mask = rule_mask(rest, rule)
         sel.dropped[rule.name] = rest.filter(mask).select("id", "source", "source_id")
         rest = rest.filter(~mask)
+    rest = rest.select([c for c in SELECT_COLUMNS if c in rest.columns])  # meta served the rules only
     if spec.take != "all" and rest.height > spec.take:
         ranked = rest.with_columns(pl.Series("_rank", keyed_rank(seed, source, rest["id"].to_list()), pl.UInt64))
         ranked = ranked.sort(["_rank", "id"])

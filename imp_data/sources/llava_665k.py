@@ -3,7 +3,8 @@
 Pitfalls handled: ids are mixed str/int (kept as published strings), one COCO id keys several records
 (the normaliser suffixes `#2`, `#3`), ShareGPT records have no `image` key (text-only), and `<image>`
 may stand at the end of the prompt. TextCaps is not dropped here: that is a mix rule (`image_prefix:
-textvqa/`), so the adapter stays a faithful reader.
+textvqa/`), so the adapter stays a faithful reader. Each record's 0-based position in its file is kept
+as `meta.file_index`, for drop rules that match by position (`file_positions`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class LLaVA665KAdapter(Adapter):
     description = "LLaVA-1.5 665K instruction mix (LLaVA conversations)"
     default_files = ["llava_v1_5_mix665k.json"]
     Options = LLaVA665KOptions
+    version = "2"  # 2: meta.file_index
+    # Imp's train.py deletes two records of the published file by list index (manifests/imp_1m.yaml,
+    # rule imp_removals); normalize rejects shift `order`, so the position is kept as read.
+    keeps_file_index = True
 
     def read(self, root: Path, files: list[str], options: LLaVA665KOptions) -> Iterator[Record]:
-        yield from read_llava_files(root, files, move_token=options.move_image_token_first)
+        yield from read_llava_files(root, files, move_token=options.move_image_token_first, keep_index=True)

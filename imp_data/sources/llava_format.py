@@ -19,8 +19,10 @@ from imp_data.sources.jsonstream import iter_json_array
 KNOWN_KEYS = {"id", "image", "conversations"}
 
 
-def llava_record(rec: Any, where: str, fallback_id: str, *, move_token: bool = False) -> Record:
-    """One LLaVA-format JSON object -> Candidate, or Problem when its shape is wrong."""
+def llava_record(rec: Any, where: str, fallback_id: str, *, move_token: bool = False,
+                 file_index: int | None = None) -> Record:
+    """One LLaVA-format JSON object -> Candidate, or Problem when its shape is wrong; `file_index` (its
+    0-based position in the file) goes into meta when given."""
     if not isinstance(rec, dict):
         return Problem(fallback_id, "bad_type", f"{where}: record is a {type(rec).__name__}, not an object")
     get = rec.get
@@ -48,11 +50,19 @@ def llava_record(rec: Any, where: str, fallback_id: str, *, move_token: bool = F
             turns[0]["value"] = move_image_token_first(value)
     # 'id' and 'conversations' are present here, so a record of only known keys has 2 or 3 of them
     meta = {} if len(rec) == 2 + ("image" in rec) else {k: v for k, v in rec.items() if k not in KNOWN_KEYS}
+    if file_index is not None:
+        meta["file_index"] = file_index
     return Candidate(sid, image, turns, meta, where)
 
 
-def read_llava_files(root: Path, files: list[str], *, move_token: bool = False) -> Iterator[Record]:
-    """Stream every record of every file (file order defines the '#N' suffixes of repeated ids)."""
+def read_llava_files(root: Path, files: list[str], *, move_token: bool = False,
+                     keep_index: bool = False) -> Iterator[Record]:
+    """Stream every record of every file (file order defines the '#N' suffixes of repeated ids).
+
+    `keep_index`: put each record's 0-based position in its file into meta (`file_index`), so a drop rule
+    can remove records by position as a trainer deleting list items does (Imp's two 665K removals).
+    """
     for name in files:
         for n, rec in enumerate(iter_json_array(root / name)):
-            yield llava_record(rec, f"{name} record {n}", f"@{name}:{n}", move_token=move_token)
+            yield llava_record(rec, f"{name} record {n}", f"@{name}:{n}", move_token=move_token,
+                               file_index=n if keep_index else None)
