@@ -112,7 +112,7 @@ DROP_COLUMNS = {"id": pl.String, "source": pl.String, "source_id": pl.String, "s
 def select_mix(ctx: BuildContext, mix: str) -> dict:
     """Drop rules + take-N for every source of the mix -> selected.parquet and drops.parquet."""
     from imp_data.io import atomic_path
-    from imp_data.mix.select import SELECT_COLUMNS, select_source
+    from imp_data.mix.select import select_columns, select_source
 
     spec = ctx.recipe.mixes[mix]
     unit = mix_unit(mix, "selection")
@@ -127,7 +127,7 @@ def select_mix(ctx: BuildContext, mix: str) -> dict:
         path = ctx.layout.normalized(source)
         if not path.is_file():
             raise ImpDataError(f"{path}: no normalized samples for {source!r} yet — run the normalize stage first")
-        frame = pl.read_parquet(path, columns=SELECT_COLUMNS)  # never the texts: they stay on disk
+        frame = pl.read_parquet(path, columns=select_columns(share))  # never the texts: they stay on disk
         sel = select_source(frame, source, share, ctx.recipe.seed)
         taken.append(sel.taken)
         if sel.reserve is not None:
@@ -334,7 +334,7 @@ def report_mix(ctx: BuildContext, mix: str) -> Path:
 
 def reconciliation_rows(ctx: BuildContext, counts: dict) -> list[dict]:
     """Per mix and source: read = rejected + normalized, and normalized = dropped by rule + available."""
-    from imp_data.mix.select import select_source
+    from imp_data.mix.select import select_columns, select_source
 
     rows = []
     for mix, spec in ctx.recipe.mixes.items():
@@ -342,7 +342,7 @@ def reconciliation_rows(ctx: BuildContext, counts: dict) -> list[dict]:
             if source not in counts:
                 continue
             c = counts[source]
-            frame = pl.read_parquet(ctx.layout.normalized(source), columns=["id", "source", "source_id", "image", "order"])
+            frame = pl.read_parquet(ctx.layout.normalized(source), columns=select_columns(share))
             sel = select_source(frame, source, share, ctx.recipe.seed)
             rows.append({"mix": mix, "source": source, "read": c.read, "rejected": sum(c.rejected.values()),
                          "normalized": c.normalized, "dropped": sel.dropped_counts, "available": sel.taken.height,
