@@ -4,10 +4,14 @@ fingerprints that `imp_data.normalize` runs BATCH_ROWS records at a time.
 `screen` marks a SUPERSET of the rows that may break a `Sample` rule, so the rules keep one definition
 (`imp_data.schema.candidate_problems` decides the marked rows); `columns` returns None for a batch that is
 not plain `str` ids and `{"from": str, "value": str}` turns, which the normaliser then checks row by row.
+When a batch cannot be converted at all, `isolate` finds the record(s) at fault and names why, so one
+record's NaN or lone surrogate costs that record, not the batch.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from itertools import chain
 from operator import itemgetter
 from typing import NamedTuple
@@ -17,10 +21,112 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from imp_data.schema import IMAGE_TOKEN
-from imp_data.sources.base import Candidate
+from imp_data.limits import active
+from imp_data.schema import IMAGE_TOKEN, meta_problem
+from imp_data.sources.base import Candidate, Problem
+from imp_data.sources.jsoncaps import too_deep
 
 TURN_TYPE = pa.struct([("from", pa.string()), ("value", pa.string())])
+# dumps_canonical's spelling, refusing NaN/Infinity (json would write them as tokens no JSON reader takes)
+_META = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def meta_json(meta: dict) -> str:
+    """A candidate's meta as canonical JSON; raises ValueError (NaN, Infinity) or TypeError (not JSON)."""
+    return _META(meta) if meta else "{}"
+
+
+def _safe(text: str) -> str:
+    """`text` writable as UTF-8: a lone surrogate becomes its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _problem(c: Candidate, reason: str, message: str) -> Problem:
+    sid = _safe(c.source_id if isinstance(c.source_id, str) else repr(c.source_id))
+    return Problem(sid, reason, _safe(f"{c.where}: {message}" if c.where else message))
+
+
+def _texts(c: Candidate, meta: str):
+    yield "id", c.source_id
+    yield "image", c.image
+    yield "meta", meta
+    for i, turn in enumerate(c.conversations if isinstance(c.conversations, list) else ()):
+        if isinstance(turn, dict):
+            yield f"turn {i}", turn.get("from")
+            yield f"turn {i}", turn.get("value")
+
+
+def deep_metas(metas: pa.Array, cands: list[Candidate]) -> bool:
+    """Whether a meta nests deeper than `limits.max_json_depth`: counted brackets over the batch (a
+    superset), the structure itself for the rows with more brackets than the cap."""
+    cap = active().max_json_depth
+    if not len(metas) or pc.max(pc.binary_length(metas)).as_py() <= 2 * cap:  # depth d takes 2d characters
+        return False
+    brackets = pc.add(pc.count_substring(metas, "{"), pc.count_substring(metas, "["))
+    return any(too_deep(cands[i].meta, cap) for i in np.flatnonzero(_bool(pc.greater(brackets, cap))))
+
+
+def record_fault(c: Candidate) -> Candidate | Problem:
+    """`c`, or the Problem of a known fault that keeps it out of a batch: meta nested deeper than the cap
+    (`record_too_deep`), with NaN/Infinity (`non_finite_number`) or not JSON (`bad_type`), or text with a
+    lone surrogate (`bad_unicode`)."""
+    cap = active().max_json_depth
+    if too_deep(c.meta, cap):
+        return _problem(c, "record_too_deep", f"meta nests deeper than limits.max_json_depth ({cap})")
+    try:
+        meta = meta_json(c.meta)
+    except (ValueError, TypeError, RecursionError) as err:
+        try:
+            why = meta_problem(c.meta) or str(err)
+        except RecursionError:
+            why = "meta is nested too deeply to write as JSON"
+        reason = ("non_finite_number" if "Out of range float" in str(err) else "bad_type") \
+            if not isinstance(err, RecursionError) else "record_too_deep"
+        return _problem(c, reason, why)
+    for name, text in _texts(c, meta):
+        if isinstance(text, str) and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                return _problem(c, "bad_unicode", f"{name} holds a lone surrogate \\u{ord(text[err.start]):04x} "
+                                "(not encodable as UTF-8)")
+    return c
+
+
+def isolate(batch: list, prepare: Callable[[list], object]) -> list:
+    """`batch` (which `prepare` failed on) with each record at fault replaced by its Problem: the known
+    faults first, then anything `prepare` still trips over, found by halving (`bad_record`). Raises the
+    error itself when no single record explains it (a bug, not data)."""
+    fixed = [record_fault(r) if isinstance(r, Candidate) else r for r in batch]
+    try:
+        prepare(fixed)
+        return fixed
+    except Exception:  # noqa: BLE001 - narrowed down below; re-raised when no record explains it
+        pass
+
+    def failing(rows: list[int]) -> list[int]:
+        try:
+            prepare([fixed[i] for i in rows])
+            return []
+        except Exception as err:  # noqa: BLE001
+            if len(rows) > 1:
+                return failing(rows[: len(rows) // 2]) + failing(rows[len(rows) // 2 :])
+            fixed[rows[0]] = _problem(fixed[rows[0]], "bad_record",
+                                      f"cannot be converted ({type(err).__name__}: {str(err)[:200]})")
+            return rows
+
+    if not failing([i for i, r in enumerate(fixed) if isinstance(r, Candidate)]):
+        prepare(batch)  # raises the batch's own error
+    return fixed
+
+
+def safe_rejects(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Reject rows as a table; text no UTF-8 writer takes (a lone surrogate in an id) is escaped."""
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except UnicodeEncodeError:
+        return pa.Table.from_pylist([{k: _safe(v) if isinstance(v, str) else v for k, v in row.items()}
+                                     for row in rows], schema=schema)
 
 
 
@@ -83,6 +189,12 @@ def column_fingerprints(cols: Columns) -> list[int]:
     return fingerprint_hashes(pc.if_else(pa.array(cols.n_turns == 0), image, pc.binary_join_element_wise(image, joined, "\x1e")))
 
 
+def _holds(array: pa.Array, needle: bytes) -> bool:
+    """Whether the string array's data buffer holds `needle` anywhere (a superset, at memchr speed)."""
+    data = array.buffers()[2]
+    return data is not None and data.to_pybytes().find(needle) >= 0
+
+
 def _bool(array: pa.Array) -> np.ndarray:
     return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
 
@@ -93,7 +205,8 @@ def screen(cols: Columns) -> np.ndarray:
     An unmarked row provably passes: >= 2 turns, an even count, roles alternating human/gpt, every value
     holding a printable ASCII character (so not empty or whitespace), `<image>` exactly once in the first
     turn iff there is an image, a non-empty id, and an image path with a printable character and no
-    leading '/' or '\\', drive letter, '..' or NUL.
+    leading '/' or '\\', drive letter, '..' or NUL. Ids holding '#' are marked too: their plain or
+    suffixed form may collide with a repeat suffix, which only the normaliser's loop can decide.
     """
     n, offsets = cols.n_turns, cols.conversations.offsets.to_numpy()
     marked = (n < 2) | (n % 2 == 1)
@@ -106,6 +219,8 @@ def screen(cols: Columns) -> np.ndarray:
     tokens_ok = pc.count_substring(value, IMAGE_TOKEN).to_numpy() == ((position == 0) & has_image[parent])
     marked[parent[~(role_ok & printable & tokens_ok)]] = True
     marked |= _bool(pc.equal(pc.binary_length(cols.source_id), 0))
+    if _holds(cols.source_id, b"#"):
+        marked |= _bool(pc.match_substring(cols.source_id, "#"))
     marked |= has_image & ~_bool(pc.match_substring_regex(cols.image, "[!-~]"))
     marked |= _bool(pc.match_substring_regex(cols.image, r"^[/\\]|^[A-Za-z]:|\.\.|\x00"))
     return marked

@@ -5,12 +5,24 @@ order (LLaVA-665K keys several conversations by one COCO id), a record identical
 `duplicate_record` reject, and every candidate is checked with the `Sample` schema's rule functions — a
 failure becomes a reject whose reason names the broken rule. Counts reconcile exactly: read = normalized + rejected.
 
+Ids are unique within a source even though a native id may itself end in '#N': the N-th accepted record
+of a native id gets '#N', unless that id is already taken (by a native id, or a suffix given earlier), in
+which case it gets the next free N; a native id whose plain form is already taken gets the first free
+'#N' itself. So `x`, `x`, `x#2` become `x`, `x#2`, `x#2#2`, and data without such collisions keeps the
+plain `#N` it always had.
+
+One bad record costs that record: meta nested deeper than `limits.max_json_depth` (`record_too_deep`) or
+not plain JSON (`non_finite_number` for NaN/Infinity, `bad_type`), text no UTF-8 writer accepts
+(`bad_unicode`, a lone surrogate) or anything else a batch's conversion trips over is found record by
+record and becomes that record's reject (`bad_record` when no rule names it); the rest of the batch goes
+on. The happy path pays for none of it: the batch conversion is the check.
+
 Design choice: records go BATCH_ROWS at a time into Arrow columns, and a vectorised screen (`batch_screen`)
 marks every row that *might* break a rule — a superset, so the rules keep one definition: only marked
 (rare) rows go through `candidate_problems`, which decides and names the reason. Ids and duplicates stay a
-loop in file order, but only over rows whose id was seen before or repeats in the batch. A batch that is
-not plain `str` ids and lists of `{"from": str, "value": str}` dicts is checked record by record. The
-output is the same either way, byte for byte; memory is bounded by the batch, never by the file.
+loop in file order, but only over rows whose id was seen before, repeats in the batch or holds a '#'. A
+batch that is not plain `str` ids and lists of `{"from": str, "value": str}` dicts is checked record by
+record. The output is the same either way, byte for byte; memory is bounded by the batch, never by the file.
 """
 
 from __future__ import annotations
@@ -30,9 +42,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from imp_data.batch_screen import (TURN_TYPE, Columns, column_fingerprints, columns, fingerprint_hashes,
-                                   fingerprint_text, screen)
-from imp_data.io import atomic_path, dumps_canonical, write_json_atomic
+from imp_data.batch_screen import (TURN_TYPE, Columns, column_fingerprints, columns, deep_metas, fingerprint_hashes,
+                                   fingerprint_text, isolate, meta_json, safe_rejects, screen)
+from imp_data.io import atomic_path, write_json_atomic
 from imp_data.schema import Reject, candidate_problems
 from imp_data.sources.base import Candidate, Problem, Record
 
@@ -81,8 +93,10 @@ class SourceCounts:
 @dataclass
 class _Decided:
     """A batch's outcome: accepted candidates (indices, in order), their N where '#N' applies, and the
-    rejects as (position in the batch, Reject)."""
+    rejects as (position in the batch, Reject). `batch` is the batch as decided (a record whose conversion
+    failed replaced by its Problem)."""
 
+    batch: list[Record]
     rows: list[int] = field(default_factory=list)
     repeats: dict[int, int] = field(default_factory=dict)
     rejects: list[tuple[int, Reject]] = field(default_factory=list)
@@ -92,15 +106,27 @@ class _Decided:
         return f"{source}/{sid}" if n is None else f"{source}/{sid}#{n}"
 
 
+def _suffix(sid: str, n: int, taken: set[str]) -> int | None:
+    """The '#N' of the n-th accepted record of native id `sid` (None: the plain id), never one in `taken`."""
+    if n == 1 and not ("#" in sid and sid in taken):
+        return None
+    k = max(n, 2)
+    while f"{sid}#{k}" in taken:
+        k += 1
+    return k
+
+
 def _decide(source: str, batch: list[Record], cands: list[Candidate], sids: list, fps: list, marked, once,
-            seen: dict) -> _Decided:
+            seen: dict, taken: set[str]) -> _Decided:
     """Ids with '#N', duplicates, and the rules of marked rows (`marked is True`: all; `once`: ids that
-    occur once in the batch). `seen`: native id -> fingerprint (or list of them) of its accepted records.
+    occur once in the batch). `seen`: native id -> fingerprint (or list of them) of its accepted records;
+    `taken`: the ids (less the source) that may collide, i.e. every suffixed one and every plain one
+    holding '#' (the screen marks those rows).
 
     An unmarked row with a new id that occurs once in the batch is simply accepted; the other rows are
     decided one by one, in file order.
     """
-    out, positions = _Decided(), None
+    out, positions = _Decided(batch), None
     if len(batch) > len(cands):
         positions = [k for k, r in enumerate(batch) if not isinstance(r, Problem)]
         out.rejects = [(k, Reject(source=source, source_id=r.source_id, stage="normalize", reason=r.reason,
@@ -126,8 +152,9 @@ def _decide(source: str, batch: list[Record], cands: list[Candidate], sids: list
             out.rejects.append((k, Reject(source=source, source_id=sid, stage="normalize", reason="duplicate_record",
                                           detail=f"{rec.where}: identical to an earlier record with id {sid!r}")))
             continue
+        suffix = _suffix(sid, n, taken) if sid.__class__ is str else None
         if marked is True or marked[j]:
-            sample_id = f"{source}/{sid}" if n == 1 else f"{source}/{sid}#{n}"
+            sample_id = f"{source}/{sid}" if suffix is None else f"{source}/{sid}#{suffix}"
             problems = candidate_problems(sample_id, source, sid, rec.image, rec.conversations)
             if problems:
                 detail = "; ".join(message for _, message in problems)
@@ -142,8 +169,11 @@ def _decide(source: str, batch: list[Record], cands: list[Candidate], sids: list
         else:
             prev.append(fp)
         accepted.append(j)
-        if n > 1:
-            out.repeats[j] = n
+        if suffix is not None:
+            out.repeats[j] = suffix
+            taken.add(f"{sid}#{suffix}")
+        elif "#" in sid:
+            taken.add(sid)
     seen.update(zip(compress(sids, simple), compress(fps, simple)))
     out.rows = list(compress(range(len(cands)), simple))
     if accepted:
@@ -156,27 +186,48 @@ class _Normalizer:
     """The shared rules over a stream of batches; keeps the '#N'/duplicate state and the row order."""
 
     def __init__(self, source: str):
-        self.source, self.seen, self.order = source, {}, 0
+        self.source, self.seen, self.taken, self.order = source, {}, set(), 0
 
     def batch(self, batch: list[Record]) -> tuple[_Decided, pa.Table]:
-        """Decide a batch; return the decisions and the accepted rows as a `_ROW_SCHEMA` table."""
-        source, cands = self.source, [r for r in batch if not isinstance(r, Problem)]
-        sids = [c.source_id for c in cands]
-        cols = columns(cands, sids) if cands else None
+        """Decide a batch; return the decisions and the accepted rows as a `_ROW_SCHEMA` table.
+
+        Everything that can fail on one record's content (meta to JSON, text to Arrow) happens before
+        any decision changes the id state, so a failed batch is simply redone with that record's Problem.
+        """
+        try:
+            prepared = self._prepare(batch)
+        except Exception:  # noqa: BLE001 - isolate names the records at fault, or re-raises
+            batch = isolate(batch, self._prepare)
+            prepared = self._prepare(batch)
+        cands, sids, metas, cols, fps, marked, once = prepared
+        source = self.source
+        decided = _decide(source, batch, cands, sids, fps, marked, once, self.seen, self.taken)
         if cols is None:  # record by record, as the rules are written
-            fps = fingerprint_hashes(pa.array([fingerprint_text(c) for c in cands], pa.string()))
-            decided = _decide(source, batch, cands, sids, fps, True, None, self.seen)
             table = pa.Table.from_pylist([candidate_row(decided.sample_id(source, sids[j], j), source, cands[j],
-                                                        self.order + i) for i, j in enumerate(decided.rows)],
-                                         schema=_ROW_SCHEMA)
+                                                        self.order + i, metas[j].as_py())
+                                          for i, j in enumerate(decided.rows)], schema=_ROW_SCHEMA)
         else:
-            once = pl.from_arrow(cols.source_id).is_unique().to_numpy()
-            decided = _decide(source, batch, cands, sids, column_fingerprints(cols), screen(cols), once, self.seen)
-            table = self._table(decided, cands, cols)
+            table = self._table(decided, cands, cols, metas)
         self.order += table.num_rows
         return decided, table
 
-    def _table(self, decided: _Decided, cands: list[Candidate], cols: Columns) -> pa.Table:
+    @staticmethod
+    def _prepare(batch: list[Record]) -> tuple:
+        """The batch's candidates as Arrow values, fingerprints and screen (no state is touched)."""
+        cands = [r for r in batch if not isinstance(r, Problem)]
+        sids = [c.source_id for c in cands]
+        metas = pa.array([meta_json(c.meta) for c in cands], pa.string())
+        if deep_metas(metas, cands):
+            raise RecursionError("meta nested deeper than the cap")  # found and named by record_fault
+        cols = columns(cands, sids) if cands else None
+        if cols is None:
+            pa.array([s if s.__class__ is str else None for s in sids], pa.string())  # encodable ids
+            fps = fingerprint_hashes(pa.array([fingerprint_text(c) for c in cands], pa.string()))
+            return cands, sids, metas, None, fps, True, None
+        once = pl.from_arrow(cols.source_id).is_unique().to_numpy()
+        return cands, sids, metas, cols, column_fingerprints(cols), screen(cols), once
+
+    def _table(self, decided: _Decided, cands: list[Candidate], cols: Columns, metas: pa.Array) -> pa.Table:
         rows, k = decided.rows, len(decided.rows)
         pick = (lambda a: a) if k == len(cands) else (lambda a, i=pa.array(rows, pa.int64()): a.take(i))
         suffix = [f"#{decided.repeats[j]}" if j in decided.repeats else "" for j in rows] if decided.repeats \
@@ -185,8 +236,7 @@ class _Normalizer:
         return pa.Table.from_arrays([
             pc.binary_join_element_wise(self.source + "/", source_id, pa.array(suffix, pa.string()), ""),
             pa.array([self.source] * k, pa.string()), source_id, pick(cols.image), pick(cols.conversations),
-            pa.array([dumps_canonical(m) if m else "{}" for m in (cands[j].meta for j in rows)], pa.string()),
-            pa.array(cols.n_turns[rows] if k < len(cands) else cols.n_turns, pa.int32()),
+            pick(metas), pa.array(cols.n_turns[rows] if k < len(cands) else cols.n_turns, pa.int32()),
             pa.array(np.arange(self.order, self.order + k, dtype=np.int64)),
         ], schema=_ROW_SCHEMA)
 
@@ -205,19 +255,21 @@ def iter_outcomes(source: str, records: Iterable[Record]) -> Iterator[dict | Rej
     """
     norm = _Normalizer(source)
     for batch in _batches(records):
-        order, (decided, _) = norm.order, norm.batch(batch)
-        cands = [(k, r) for k, r in enumerate(batch) if not isinstance(r, Problem)]
+        order, (decided, table) = norm.order, norm.batch(batch)
+        cands = [(k, r) for k, r in enumerate(decided.batch) if not isinstance(r, Problem)]
         outcomes: list[tuple[int, dict | Reject]] = list(decided.rejects)
         for i, j in enumerate(decided.rows):
             k, rec = cands[j]
-            outcomes.append((k, candidate_row(decided.sample_id(source, rec.source_id, j), source, rec, order + i)))
+            outcomes.append((k, candidate_row(decided.sample_id(source, rec.source_id, j), source, rec, order + i,
+                                              table["meta"][i].as_py())))
         yield from (o for _, o in sorted(outcomes, key=itemgetter(0)))
 
 
-def candidate_row(sample_id: str, source: str, rec: Candidate, order: int) -> dict:
-    """The normalized parquet row of a validated candidate (text statistics are added per batch)."""
+def candidate_row(sample_id: str, source: str, rec: Candidate, order: int, meta: str | None = None) -> dict:
+    """The normalized parquet row of a validated candidate (text statistics are added per batch);
+    `meta`: its meta as JSON when already spelled."""
     return {"id": sample_id, "source": source, "source_id": rec.source_id, "image": rec.image,
-            "conversations": rec.conversations, "meta": dumps_canonical(rec.meta) if rec.meta else "{}",
+            "conversations": rec.conversations, "meta": meta_json(rec.meta) if meta is None else meta,
             "n_turns": len(rec.conversations), "order": order}
 
 
@@ -298,7 +350,7 @@ def normalize_records(source: str, records: Iterable[Record], out_path: Path, re
                 decided, table = norm.batch(batch)
                 counts.read += len(batch)
                 rejected.update(reject.reason for _, reject in decided.rejects)
-                rejects.add(pa.Table.from_pylist([r.model_dump() for _, r in decided.rejects], schema=REJECT_SCHEMA))
+                rejects.add(safe_rejects([r.model_dump() for _, r in decided.rejects], REJECT_SCHEMA))
                 counts.normalized += table.num_rows
                 counts.repeated_ids += len(decided.repeats)
                 counts.text_only += table.column("image").null_count

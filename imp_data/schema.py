@@ -210,6 +210,20 @@ class Reject(BaseModel):
     detail: str = Field(default="", description="Human-readable explanation naming file and record.")
 
 
+# Reasons for a record that could not be read or converted at all (issue 16: one bad record is one reject,
+# never the build). The caps are the recipe's `limits`.
+UNREADABLE_REASONS: dict[str, str] = {
+    "record_too_large": "the record's JSON is larger than limits.max_record_bytes (skipped, not decoded)",
+    "record_too_deep": "the record nests containers deeper than limits.max_json_depth",
+    "bad_unicode": "the record's text holds a lone surrogate (a \\ud800-\\udfff escape outside a pair), which "
+                   "no UTF-8 writer accepts",
+    "bad_number": "an integer too long to convert (more digits than Python's int limit)",
+    "non_finite_number": "NaN or Infinity in the record's extra fields (meta): not valid JSON",
+    "corrupt_row": "a parquet data page covering the row cannot be read (corrupt or truncated)",
+    "bad_record": "the record trips the batch conversion in a way no rule names (the detail says how)",
+}
+
+
 class DropRecord(BaseModel):
     """A record removed on purpose by a named recipe rule (not an error): TextCaps, take-N, dedup."""
 

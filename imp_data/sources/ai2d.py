@@ -6,6 +6,9 @@ picks `abc_images/` (letter-labelled diagram) or `images/`. Questions become let
 with LLaVA-1.5's A-OKVQA suffix, answered by the letter. Grouping is per image *path*, so the
 letter-labelled and the plain rendering of one diagram are separate records.
 
+A diagram file past a cap (larger than `limits.max_record_bytes`, nested deeper than the parser can go)
+is one reject named `@questions/<file>`; the other diagrams go on.
+
 AI2D's test split is a list of question ids, not files: `exclude_file` names one (question ids or image
 names, one per line) and each excluded question is a `Problem` with reason `excluded`, so it is counted
 rather than silently lost.
@@ -21,7 +24,7 @@ from pydantic import Field
 
 from imp_data.errors import SourceFormatError
 from imp_data.sources.base import MULTIPLE_CHOICE_PROMPT, Adapter, Problem, Record, lettered_options, resolve_files
-from imp_data.sources.jsonstream import read_json
+from imp_data.sources.jsoncaps import BadRecord, read_record
 from imp_data.sources.vqa import QA, VQAOptions, read_fields, to_records
 
 
@@ -90,7 +93,10 @@ class AI2DAdapter(Adapter):
     def _items(self, root: Path, files: list[str], excluded: set[str]) -> Iterator[QA | Problem]:
         for path in resolve_files(root, files):
             name = path.relative_to(root).as_posix()
-            doc = read_json(path)  # one small file per diagram
+            doc = read_record(path)  # one small file per diagram
+            if isinstance(doc, BadRecord):
+                yield Problem(f"@{name}", doc.reason, f"{name}: {doc.detail}")
+                continue
             if not isinstance(doc, dict):
                 raise SourceFormatError(f"{path}: expected a JSON object {{imageName, questions}}, "
                                         f"found a {type(doc).__name__}")

@@ -3,15 +3,25 @@
 The real annotation files are ~1 GB JSON *lists* (LLaVA-665K, ALLaVA). `json.load` would hold the text and
 every object at once; instead we read fixed-size chunks and let the C scanner (`JSONDecoder.raw_decode`)
 decode one element at a time, so memory stays at one chunk plus one record and speed stays near
-`json.loads`. Errors name the file, the byte offset and the record number, never a traceback.
+`json.loads`. Errors name the file, the offset and the record number, never a traceback.
 
 Lists are read by a tight loop (C scanner + one separator regex per element) while an element and the
 comma after it lie wholly inside the window; anything else — a window edge, the closing bracket, a
-malformed element — takes the careful one-element step, which refills the window and words the errors.
+malformed element, a record that may break a cap — takes the careful one-element step, which refills
+the window, words the errors and applies the caps.
+
+One bad record costs one record: a record over `limits.max_record_bytes`, nested deeper than the C
+scanner can recurse or holding an integer too long to convert is yielded as a `BadRecord`, which the
+adapter turns into a reject (see `imp_data.sources.jsoncaps`); the reader skips its text without
+decoding it and goes on. Depth below that and lone surrogates are judged where they would do harm, on
+what a record keeps (`imp_data.normalize`): checking every record's text here would cost a quarter of
+the reader's speed. A file that is not JSON of the expected shape, or not UTF-8, stays one
+`SourceFormatError` naming the file and offset (a byte offset for bytes that are not UTF-8).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -19,13 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from imp_data.errors import SourceFormatError
+from imp_data.limits import active
+from imp_data.sources.jsoncaps import BadRecord, bad_number, larger_than, too_deep_record, too_large_record
 
-_CHUNK = 1 << 22  # 4 MiB: large enough that refills are rare, small enough to bound memory
+_CHUNK = 1 << 22  # bytes per read, 4 MiB: large enough that refills are rare, small enough to bound memory
 _WS = " \t\n\r"
-_MAX_RECORD = 1 << 26  # no single record is larger; beyond this a decode error is real
+_BOM = b"\xef\xbb\xbf"
 _DECODER = json.JSONDecoder()
 _SCAN = _DECODER.scan_once  # the C scanner behind raw_decode, without its Python wrapper
 _COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
+_STRUCT = re.compile(r'["\[\]{}]')
+_STRING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)  # up to a closing quote (or a cut escape)
+_SCALAR_END = re.compile(r"[ \t\n\r,\]}]")
 
 
 class _Buffer:
@@ -33,7 +48,12 @@ class _Buffer:
 
     def __init__(self, path: Path):
         self.path = path
-        self.file = open(path, encoding="utf-8-sig", errors="strict", newline="")
+        self.file = open(path, "rb")
+        head = self.file.read(3)
+        if head != _BOM:
+            self.file.seek(0)
+        self.bytes_read = self.file.tell()
+        self.decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self.text = ""
         self.pos = 0
         self.base = 0  # characters consumed before self.text[0]
@@ -42,18 +62,23 @@ class _Buffer:
     def close(self) -> None:
         self.file.close()
 
-    def fill(self) -> bool:
-        if self.eof:
-            return False
-        try:
-            chunk = self.file.read(_CHUNK)
-        except UnicodeDecodeError as err:
-            raise SourceFormatError(f"{self.path}: not UTF-8 text ({err.reason} near byte {err.start})") from None
-        if not chunk:
-            self.eof = True
+    def fill(self, size: int = 0) -> bool:
+        """Append at least `size` (default one chunk of) bytes' worth of text; False at end of file."""
+        added = ""
+        while not self.eof and (not added or len(added) < size):
+            data = self.file.read(max(size - len(added), _CHUNK))
+            start = self.bytes_read - len(self.decoder.getstate()[0])  # where the decoded bytes begin
+            self.bytes_read += len(data)
+            try:
+                added += self.decoder.decode(data, final=not data)
+            except UnicodeDecodeError as err:
+                raise SourceFormatError(f"{self.path}: not UTF-8 text ({err.reason} at byte {start + err.start})") \
+                    from None
+            self.eof = not data
+        if not added:
             return False
         self.base += self.pos
-        self.text = self.text[self.pos :] + chunk
+        self.text = self.text[self.pos :] + added
         self.pos = 0
         return True
 
@@ -72,34 +97,97 @@ class _Buffer:
         return self.base + self.pos
 
     def decode_value(self, what: str) -> Any:
-        """Decode one JSON value starting at pos, growing the window while the value may be cut off."""
+        """Decode one (small, non-record) JSON value at pos; every problem is one line naming the file."""
+        value = self.decode_record(what)
+        if isinstance(value, BadRecord):
+            raise SourceFormatError(f"{self.path}: {what} at character {self.offset()}: {value.detail}")
+        return value
+
+    def decode_record(self, what: str) -> Any:
+        """Decode one record at pos, growing the window while it may be cut off; a record that breaks a
+        cap is skipped and returned as a `BadRecord`."""
+        limits = active()
+        cap = limits.max_record_bytes
         self.skip_ws()
         while True:
             try:
                 value, end = _DECODER.raw_decode(self.text, self.pos)
             except json.JSONDecodeError as err:
                 # The value may simply continue in the next chunk; a real error stays one at EOF.
-                if len(self.text) - self.pos < _MAX_RECORD and self.fill():
+                if larger_than(self.text, self.pos, len(self.text), cap):
+                    self.skip_value(what)
+                    return too_large_record(cap)
+                have = len(self.text) - self.pos  # doubling (a 70 MB record is decoded ~5 times, not 17), but
+                if self.fill(min(have, cap + 1 - have)):  # never past the cap: memory stays ~cap
                     continue
                 raise SourceFormatError(
                     f"{self.path}: malformed JSON at character {self.base + err.pos} ({what}): {err.msg}"
                 ) from None
+            except RecursionError:
+                self.skip_value(what)
+                return too_deep_record(limits.max_json_depth)
+            except ValueError as err:  # an integer of more than sys.get_int_max_str_digits() digits
+                self.skip_value(what)
+                return bad_number(err)
             # A number at the window's end may continue in the next chunk ("12" | "34").
             if end == len(self.text) and self.fill():
                 continue
-            self.pos = end
-            return value
+            start, self.pos = self.pos, end
+            return too_large_record(cap) if larger_than(self.text, start, end, cap) else value
+
+    def skip_value(self, what: str) -> None:
+        """Move pos past the JSON value at pos without decoding it (brackets and strings only), reading
+        on as needed and dropping what is passed, so memory stays one window however large the value."""
+        depth, in_string = 0, False
+        pos = self.pos
+        if self.text[pos] not in '"[{':  # a scalar: up to the next delimiter
+            while (m := _SCALAR_END.search(self.text, pos)) is None:
+                self.pos = pos = len(self.text)
+                if not self.fill():
+                    break
+                pos = self.pos
+            self.pos = m.start() if m else len(self.text)
+            return
+        while True:
+            text = self.text
+            if in_string:
+                pos = _STRING_BODY.match(text, pos).end()
+                if pos < len(text) and text[pos] == '"':
+                    pos, in_string = pos + 1, False
+                    if depth == 0:
+                        self.pos = pos
+                        return
+                    continue
+            else:
+                m = _STRUCT.search(text, pos)
+                if m is not None:
+                    pos, c = m.end(), m.group()
+                    if c == '"':
+                        in_string = True
+                    else:
+                        depth += 1 if c in "[{" else -1
+                        if depth <= 0:
+                            self.pos = pos
+                            return
+                    continue
+                pos = len(text)
+            self.pos = pos  # drop what was passed; a cut escape ('\\' at the end) is kept
+            if not self.fill():
+                raise SourceFormatError(f"{self.path}: file ends inside {what} (truncated?)")
+            pos = self.pos
 
 
 def iter_json_array(path: str | Path, *, key: str | None = None) -> Iterator[Any]:
-    """Yield the elements of a top-level JSON list (or of `top[key]` when the top level is an object).
+    """Yield the elements of a top-level JSON list (or of `top[key]` when the top level is an object);
+    an element that breaks a cap of `imp_data.limits.active()` is yielded as a `BadRecord`.
 
     Args:
         path: the JSON file.
         key: for files whose top level is an object holding the list (DocVQA's ``{"data": [...]}``).
 
     Raises:
-        SourceFormatError: malformed JSON (with character offset and record number) or a wrong top-level type.
+        SourceFormatError: malformed JSON (with character offset and record number), not UTF-8 (with the
+            byte offset) or a wrong top-level type.
 
     Example:
         >>> import json, tempfile, pathlib
@@ -131,6 +219,7 @@ def iter_json_array(path: str | Path, *, key: str | None = None) -> Iterator[Any
 
 def _iter_list_body(buf: _Buffer) -> Iterator[Any]:
     """Decode elements after an opening '[' up to and including the matching ']'."""
+    quarter = active().max_record_bytes // 4  # a character takes at most 4 bytes
     n = 0
     if buf.skip_ws() == "]":
         buf.pos += 1
@@ -138,28 +227,31 @@ def _iter_list_body(buf: _Buffer) -> Iterator[Any]:
     scan, comma = _SCAN, _COMMA.match
     while True:
         # Fast: an element followed by a comma, both ending before the window does (so neither is cut).
-        # Only the first half of a full window is read this way, so elements are rarely cut at its end.
+        # Only the first half of a full window is read this way, so elements are rarely cut at its end. An
+        # element ending past `edge` is left to the careful step: so one longer than a quarter of the byte
+        # cap in characters (which may be over it) is, at no cost per element.
         buf.skip_ws()
         if len(buf.text) - buf.pos < _CHUNK // 2:
             buf.fill()
         text, pos, stop = buf.text, buf.pos, len(buf.text)
         limit = stop if buf.eof else stop - _CHUNK // 2
+        edge = min(stop, pos + quarter)
         while pos < limit:
             try:
                 value, end = scan(text, pos)
-            except (StopIteration, json.JSONDecodeError):
+            except (StopIteration, ValueError, RecursionError):
                 break
             m = comma(text, end)
-            if m is None or m.end() >= stop:
+            if m is None or m.end() >= edge:
                 break
             pos = m.end()
             n += 1
             yield value
         buf.pos = pos
-        # Careful: one element with refills and worded errors (also the last element, before ']').
+        # Careful: one element with refills, caps and worded errors (also the last element, before ']').
         if buf.skip_ws() == "":
             raise SourceFormatError(f"{buf.path}: file ends inside the list after record {n} (truncated?)")
-        yield buf.decode_value(f"record {n}")
+        yield buf.decode_record(f"record {n}")
         n += 1
         sep = buf.skip_ws()
         if sep == ",":
@@ -225,4 +317,6 @@ def read_json(path: str | Path) -> Any:
     except json.JSONDecodeError as err:
         raise SourceFormatError(f"{path}: malformed JSON at character {err.pos} (line {err.lineno}): {err.msg}") from None
     except UnicodeDecodeError as err:
-        raise SourceFormatError(f"{path}: not UTF-8 text ({err.reason})") from None
+        raise SourceFormatError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except RecursionError:
+        raise SourceFormatError(f"{path}: JSON nested too deeply to read") from None

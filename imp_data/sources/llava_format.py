@@ -14,6 +14,7 @@ from typing import Any
 
 from imp_data.schema import IMAGE_TOKEN
 from imp_data.sources.base import Candidate, Problem, Record, move_image_token_first, native_id
+from imp_data.sources.jsoncaps import BadRecord
 from imp_data.sources.jsonstream import iter_json_array
 
 KNOWN_KEYS = {"id", "image", "conversations"}
@@ -24,6 +25,8 @@ def llava_record(rec: Any, where: str, fallback_id: str, *, move_token: bool = F
     """One LLaVA-format JSON object -> Candidate, or Problem when its shape is wrong; `file_index` (its
     0-based position in the file) goes into meta when given."""
     if not isinstance(rec, dict):
+        if isinstance(rec, BadRecord):  # refused by the reader (too large, too deep, lone surrogate...)
+            return Problem(fallback_id, rec.reason, f"{where}: {rec.detail}")
         return Problem(fallback_id, "bad_type", f"{where}: record is a {type(rec).__name__}, not an object")
     get = rec.get
     sid = native_id(get("id"))

@@ -22,6 +22,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from imp_data.sources.base import SHORT_ANSWER_PROMPT, Candidate, Problem, Record, native_id, qa_conversation
+from imp_data.sources.jsoncaps import BadRecord
 from imp_data.sources.jsonstream import iter_json_array
 
 _CHUNK = 200_000  # questions per Arrow chunk while grouping
@@ -107,6 +108,8 @@ def read_fields(rec: Any, fields: dict[str, str], sid: str, where: str) -> list[
         'empty_answer'
     """
     if not isinstance(rec, dict):
+        if isinstance(rec, BadRecord):  # refused by the reader (too large, too deep, lone surrogate...)
+            return Problem(sid, rec.reason, f"{where}: {rec.detail}")
         return Problem(sid, "bad_type", f"{where}: record is a {type(rec).__name__}, not an object")
     values = []
     for key, role in fields.items():
@@ -126,6 +129,8 @@ def read_fields(rec: Any, fields: dict[str, str], sid: str, where: str) -> list[
 def question_id(rec: Any, key: str, fallback: str, where: str) -> str | Problem:
     """The record's native question id as a string, or a Problem (`missing_field` / `bad_type`)."""
     if not isinstance(rec, dict):
+        if isinstance(rec, BadRecord):
+            return Problem(fallback, rec.reason, f"{where}: {rec.detail}")
         return Problem(fallback, "bad_type", f"{where}: record is a {type(rec).__name__}, not an object")
     value = rec.get(key)
     qid = native_id(value)
@@ -182,6 +187,7 @@ def to_records(items: Iterable[QA | Problem], options: VQAOptions,
     base = ["qid", "image", "question", "answer"]
     schema = pa.schema([(k, pa.string()) for k in base] + [(f"x{i}", t) for i, (_, t) in enumerate(extras)])
     columns: list[list] = [[] for _ in schema]
+    wheres: list[str] = []  # of the chunk's questions, for a chunk that cannot be built
     chunks: list[pa.Table] = []
     first: dict[str, tuple[dict, str]] = {}  # image -> (meta, where) of its first question
     for qa in items:
@@ -192,11 +198,12 @@ def to_records(items: Iterable[QA | Problem], options: VQAOptions,
             first[qa.image] = (qa.meta, qa.where)
         for column, value in zip(columns, (qa.qid, qa.image, qa.question, qa.answer, *qa.extra)):
             column.append(value)
+        wheres.append(qa.where)
         if len(columns[0]) >= _CHUNK:
-            chunks.append(pa.table(columns, schema=schema))
-            columns = [[] for _ in schema]
+            yield from _chunk(columns, wheres, schema, chunks)
+            columns, wheres = [[] for _ in schema], []
     if columns[0] or not chunks:
-        chunks.append(pa.table(columns, schema=schema))
+        yield from _chunk(columns, wheres, schema, chunks)
     table = pl.from_arrow(pa.concat_tables(chunks))
     del chunks
     grouped = table.group_by("image", maintain_order=True).agg(pl.exclude("image"))
@@ -205,6 +212,30 @@ def to_records(items: Iterable[QA | Problem], options: VQAOptions,
         conv = qa_conversation(list(zip(questions, answers)), with_image=True, suffix=options.prompt)
         meta, where = first[image]
         yield Candidate(image, image, conv, {**meta, "question_ids": qids, **_lists(names, values)}, where)
+
+
+def _chunk(columns: list[list], wheres: list[str], schema: pa.Schema, chunks: list[pa.Table]) -> Iterator[Problem]:
+    """Append the questions as an Arrow chunk; a question whose text Arrow cannot take (a lone surrogate,
+    which no UTF-8 writer accepts) is left out as a `bad_unicode` Problem instead of failing the file."""
+    try:
+        chunks.append(pa.table(columns, schema=schema))
+        return
+    except UnicodeEncodeError:
+        pass
+    bad = {i for i, row in enumerate(zip(*columns)) if not all(map(_encodable, row))}
+    for i in sorted(bad):
+        yield Problem(columns[0][i].encode("utf-8", "backslashreplace").decode(), "bad_unicode",
+                      f"{wheres[i]}: text holds a lone surrogate (not encodable as UTF-8)")
+    chunks.append(pa.table([[v for i, v in enumerate(c) if i not in bad] for c in columns], schema=schema))
+
+
+def _encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return all(map(_encodable, value)) if isinstance(value, list) else True
 
 
 def _lists(names: list[str], values: list[list]) -> dict[str, list]:
