@@ -8,6 +8,7 @@ stage 2 from one recipe). `load_recipe` reports every problem at once, each with
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -40,20 +41,38 @@ def _no_bool(value: object) -> object:
 Int = Annotated[int, Strict()]  # no bools, no "5", no 5.0: a recipe's numbers are written as numbers
 Num = Annotated[float, BeforeValidator(_no_bool)]
 Rate = Annotated[float, Field(ge=0, le=1), BeforeValidator(_no_bool)]
-Position = Annotated[int, Strict(), Field(ge=0)]
+Count = Position = Annotated[int, Strict(), Field(ge=0)]
+Byte = Annotated[int, Strict(), Field(ge=0, le=255)]
 # Source and mix names become folder and file names under the data root (raw/<source>/, mixes/<mix>/).
 Name = Annotated[str, StringConstraints(pattern=SOURCE_NAME_RE)]
 
 
-def _name_keys(*fields: str):
+def _name_keys(*fields: str, reserved: dict[str, str] | None = None):
     """JSON schema of name-keyed maps: every key must be a name (pydantic's patternProperties would let any
-    other key through unchecked)."""
+    other key through unchecked), and not the map's reserved name if it has one."""
     def edit(schema: dict) -> None:
         for field in fields:
             prop = schema["properties"][field]
             ((pattern, value),) = prop.pop("patternProperties").items()
             prop["additionalProperties"], prop["propertyNames"] = value, {"pattern": pattern}
+            if field in (reserved or {}):
+                prop["propertyNames"]["not"] = {"const": reserved[field]}
     return edit
+
+
+def _adapter_rules(schema: dict) -> None:
+    """JSON schema of a source: the adapter names and, per adapter, its options (what `_semantic_problems`
+    checks in Python), so a CI validating recipes with stock JSON Schema tools catches the same typos."""
+    from imp_data.sources.registry import ADAPTERS  # local: sources import recipe types
+
+    schema["properties"]["adapter"]["enum"] = sorted(ADAPTERS)
+    by_options: dict[str, list[str]] = {}  # adapters sharing an Options model share one rule
+    for name in sorted(ADAPTERS):
+        options = {k: v for k, v in ADAPTERS[name].Options.model_json_schema().items() if k != "title"}
+        by_options.setdefault(json.dumps(options, sort_keys=True), []).append(name)
+    schema["allOf"] = [{"if": {"properties": {"adapter": {"enum": names}}, "required": ["adapter"]},
+                        "then": {"properties": {"options": json.loads(options)}}}
+                       for options, names in by_options.items()]
 
 
 # Reasons the build itself records drops and removals under (select.py: not_sampled; mix/dedup.py:
@@ -84,7 +103,7 @@ class RenderSpec(_Strict):
 
     resolution: Int = Field(default=384, ge=8, le=4096, description="Side of the square output in pixels.")
     mode: ImageMode = Field(default="pad", description="pad = resize-then-pad (paper); squash; expand2square.")
-    fill: tuple[Int, Int, Int] = Field(default=(127, 127, 127), description="Pad colour (SigLIP mean 0.5).")
+    fill: tuple[Byte, Byte, Byte] = Field(default=(127, 127, 127), description="Pad colour (SigLIP mean 0.5).")
     quality: Int = Field(default=95, ge=1, le=100, description="JPEG quality of the rendered image.")
     exif_transpose: bool = Field(
         default=False,
@@ -94,20 +113,17 @@ class RenderSpec(_Strict):
         default="torch",
         description="Bicubic resize kernel: torch (same bytes on every CPU, SIMD on x86 AVX2) or pillow.")
 
-    @field_validator("fill")
-    @classmethod
-    def _byte_range(cls, fill: tuple[int, int, int]) -> tuple[int, int, int]:
-        if any(not 0 <= c <= 255 for c in fill):
-            raise ValueError("fill components must be in 0..255")
-        return fill
-
 
 class SourceSpec(_Strict):
     """How to read one published dataset."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_adapter_rules)
+
     adapter: str = Field(description="Adapter name from imp_data.sources (e.g. 'llava_665k').")
     location: str = Field(description="hf://datasets/<repo>@<rev>/<glob>, https://..., or a local directory.")
-    files: list[str] | None = Field(default=None, description="Annotation files relative to location.")
+    files: list[str] | None = Field(
+        default=None, description="Annotation files relative to location.",
+        json_schema_extra={"items": {"minLength": 1, "not": {"pattern": r"^/|(^|/)\.\.(/|$)"}}})  # _relative
     images: list[ImageRoot] = Field(default_factory=list, description="Image roots, longest prefix wins.")
     options: dict[str, Any] = Field(default_factory=dict, description="Adapter options (see its Options).")
     download_images: bool = Field(
@@ -131,7 +147,8 @@ class SourceSpec(_Strict):
 class DropRule(_Strict):
     """Drop records matching a condition; dropped records are counted under the rule's name."""
 
-    name: str = Field(pattern=SOURCE_NAME_RE, description="Rule name shown in stats, e.g. 'textcaps'.")
+    name: str = Field(pattern=SOURCE_NAME_RE, description="Rule name shown in stats, e.g. 'textcaps'.",
+                      json_schema_extra={"not": {"enum": sorted(RESERVED_REASONS)}})  # _not_reserved
     image_prefix: str | None = Field(default=None, description="Drop records whose image path starts so.")
     text_only: bool | None = Field(default=None, description="True: drop text-only records.")
     source_ids: list[str] | None = Field(default=None, description="Drop these native ids.")
@@ -150,13 +167,13 @@ class DropRule(_Strict):
 class MixSource(_Strict):
     """One source's share of a mix."""
 
-    take: Int | Literal["all"] = Field(default="all", description="Records to sample (seeded), or 'all'.")
+    take: Count | Literal["all"] = Field(default="all", description="Records to sample (seeded), or 'all'.")
     drop: list[DropRule] = Field(default_factory=list)
 
     @field_validator("take", mode="before")
     @classmethod
     def _number_or_all(cls, take: object) -> object:
-        if take != "all" and type(take) is not int:  # one message, not one per member of the union
+        if take != "all" and (type(take) is not int or take < 0):  # one message, not one per union member
             shown = str(take).lower() if isinstance(take, bool) else repr(take)
             raise ValueError(f"take must be a whole number >= 0 or 'all', got {shown}")
         return take
@@ -173,18 +190,16 @@ class MixSource(_Strict):
             first[rule.name] = i
         return drop
 
-    @field_validator("take")
-    @classmethod
-    def _positive(cls, take: int | str) -> int | str:
-        if isinstance(take, int) and take < 0:
-            raise ValueError("take must be >= 0 or 'all'")
-        return take
+
+def _or_false(schema: dict) -> None:
+    """JSON schema of `DedupSpec.mode`: false is `off`, as `_yaml_off` reads it."""
+    schema["anyOf"] = [{"enum": schema.pop("enum"), "type": schema.pop("type")}, {"const": False}]
 
 
 class DedupSpec(_Strict):
     """Image dedup across the mix (perceptual hash)."""
 
-    mode: Literal["off", "within_source", "across_sources"] = "off"
+    mode: Literal["off", "within_source", "across_sources"] = Field(default="off", json_schema_extra=_or_false)
     max_distance: Int = Field(default=4, ge=0, le=32, description="phash Hamming distance for near dups.")
     source_priority: list[str] = Field(default_factory=list, description="Which copy to keep first.")
 
@@ -245,7 +260,8 @@ class Limits(_Strict):
     max_record_bytes: Int = Field(default=64 * 2**20, ge=1024,
                                   description="Bytes of one JSON record; larger is a `record_too_large` reject.")
     max_json_depth: Int = Field(default=64, ge=4, le=10_000,
-                                description="Nesting depth of one record; deeper is a `record_too_deep` reject.")
+                                description="Nesting depth of what a record keeps (its meta); deeper, or nested past "
+                                "what the JSON parser reads at all, is a `record_too_deep` reject.")
     max_image_pixels: Int = Field(default=89_478_485, ge=1,
                                   description="Decoded pixels of one image (PIL's bomb limit); more is `image_too_large`.")
     max_member_bytes: Int = Field(default=256 * 2**20, ge=1,
@@ -259,7 +275,8 @@ class Limits(_Strict):
 class Recipe(_Strict):
     """A whole recipe file."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_name_keys("sources", "mixes"))
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_name_keys(
+        "sources", "mixes", reserved={"sources": "benchmarks"}))  # raw/benchmarks/: see _semantic_problems
 
     name: str = Field(pattern=SOURCE_NAME_RE)
     description: str = ""
