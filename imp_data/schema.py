@@ -11,16 +11,51 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 IMAGE_TOKEN = "<image>"
 SOURCE_NAME_RE = r"^[a-z][a-z0-9_]*$"
 REASON_RE = r"^[a-z][a-z0-9_]*(:[A-Za-z0-9_.\-]+)?$"
 
 Role = Literal["human", "gpt"]
+
+# JSON Schema renderings of the rules below that pydantic runs as Python (a validator is invisible to JSON
+# Schema), so `schemas/` refuses what the models refuse; tests/test_schema_parity.py holds them to it.
+# A meta value, recursively: `$dynamicRef`, as pydantic takes every `$ref` for one of its own definitions.
+_FINITE = 1.7976931348623157e308  # the largest double: rules out inf (NaN is no JSON value: a parser's rule)
+_JSON_VALUE = {"$dynamicAnchor": "json-value", "type": ["null", "boolean", "number", "string", "array", "object"],
+               "minimum": -_FINITE, "maximum": _FINITE, "propertyNames": {"type": "string"},
+               "items": {"$dynamicRef": "#json-value"}, "additionalProperties": {"$dynamicRef": "#json-value"}}
+_IMAGE_PATH = {"type": "string", "pattern": r"\S", "not": {"pattern": r"\u0000"},  # image_path_problem
+               "anyOf": [{"pattern": r"^[a-z][a-z0-9+.-]*://"},
+                         {"not": {"pattern": r"^[/\\]|^[A-Za-z]:|(^|[/\\])\.\.([/\\]|$)"}}]}
+
+
+def _conversation_rules(with_image: dict, **fields: dict) -> dict:
+    """`conversation_problems` as far as JSON Schema reaches: human then gpt first, one <image> token in the
+    first turn when `image` matches `with_image`, none elsewhere (parity of roles past the second turn and
+    the id rule cannot be said in JSON Schema: see the test's exceptions). `fields`: constraints that a model
+    enforces through its nested Sample check."""
+    def edit(schema: dict) -> None:
+        for name, extra in fields.items():
+            schema["properties"][name].update(extra)
+        no_token = {"properties": {"value": {"not": {"pattern": IMAGE_TOKEN}}}}
+        twice = {"pattern": rf"{IMAGE_TOKEN}[\s\S]*{IMAGE_TOKEN}"}
+        one_token = {"properties": {"value": {"pattern": IMAGE_TOKEN, "not": twice}}}
+        schema["allOf"] = [
+            {"properties": {"conversations": {"prefixItems": [{"properties": {"from": {"const": role}}}
+                                                              for role in ("human", "gpt")]}}},
+            {"if": {"properties": {"image": with_image}, "required": ["image"]},
+             "then": {"properties": {"conversations": {"prefixItems": [one_token], "items": no_token}}},
+             "else": {"properties": {"conversations": {"items": no_token}}}}]
+    return edit
+
+
 # Meta travels as JSON (parquet string column, shard KEY.json): anything but plain JSON values is refused,
 # NaN/inf included (json.dumps would write them as non-standard tokens). The rule lives below with the others.
-Meta = Annotated[dict[str, Any], AfterValidator(lambda meta: _json_meta(meta))]
+Meta = Annotated[dict[str, Any], AfterValidator(lambda meta: _json_meta(meta)), WithJsonSchema(
+    {"type": "object", "propertyNames": {"type": "string"}, "additionalProperties": _JSON_VALUE})]
+ImagePath = Annotated[str, WithJsonSchema(_IMAGE_PATH)]
 Stage = Literal["fetch", "normalize", "select", "dedup", "decontaminate", "render", "write"]
 
 
@@ -30,7 +65,8 @@ class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     from_: Role = Field(alias="from", description="Who speaks: 'human' (the user) or 'gpt' (the assistant).")
-    value: str = Field(description="The message text; never empty or whitespace-only.")
+    value: str = Field(description="The message text; never empty or whitespace-only.",
+                       json_schema_extra={"pattern": r"\S"})  # _not_empty
 
     @field_validator("value")
     @classmethod
@@ -43,7 +79,7 @@ class Turn(BaseModel):
 class Sample(BaseModel):
     """A training record in canonical form (DESIGN §3)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_conversation_rules({"type": "string"}))
 
     id: str = Field(
         description="'<source>/<source_id>', plus '#N' for the N-th repeat of a native id (file order).",
@@ -51,7 +87,7 @@ class Sample(BaseModel):
     )
     source: str = Field(pattern=SOURCE_NAME_RE, description="The recipe's source name.")
     source_id: str = Field(min_length=1, description="The native id exactly as published, as a string.")
-    image: str | None = Field(
+    image: ImagePath | None = Field(
         default=None,
         description="Image path relative to the source's raw root, archive member, or URL; null = text-only.",
     )
@@ -242,7 +278,7 @@ class ShardImage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str = Field(description="The image path as the source record gave it.")
+    path: ImagePath = Field(description="The image path as the source record gave it.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the source image bytes.")
     phash: str = Field(pattern=r"^[0-9a-f]{16}$", description="64-bit perceptual hash (imagehash.phash).")
     orig_width: int = Field(ge=1)
@@ -260,7 +296,9 @@ class ShardImage(BaseModel):
 class ShardRecord(BaseModel):
     """A shard member `KEY.json`: the sample plus its key, mix and lineage (DESIGN §4)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_conversation_rules(
+        {"type": "object"}, id={"minLength": 3}, source={"pattern": SOURCE_NAME_RE}, source_id={"minLength": 1},
+        conversations={"minItems": 2}))  # the Sample that _sample_rules builds checks these
 
     key: str = Field(pattern=r"^[0-9]{9}$", description="Zero-padded position of the sample in the mix.")
     id: str
