@@ -123,15 +123,36 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def terminal_table(markdown: str) -> str:
+    """A markdown table of `imp_data.report` as aligned columns for a terminal: the same rows, without pipes
+    or emphasis, right-aligned where the markdown says `---:`. Text that is no table passes unchanged."""
+    lines = markdown.splitlines()
+    if len(lines) < 2 or not lines[0].startswith("|") or set(lines[1]) - set("|-: "):
+        return markdown.strip("_")
+    header, rule, *body = ([c.strip().strip("*`") for c in line.strip().strip("|").split("|")] for line in lines)
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    right = [cell.endswith(":") for cell in rule]
+
+    def row(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
+    return "\n".join([row(header), "  ".join("-" * w for w in widths), *map(row, body)])
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
     from imp_data.report import reasons_table, source_table
     from imp_data.stats import load_stats
 
     stats = load_stats(Path(args.mix_dir))
+    if args.json:  # stats.json as written by the build, for scripts
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+        return 0
+    table = (lambda markdown: markdown) if args.markdown else terminal_table
     print(f"mix {stats['mix']} (stage {stats['stage']}): {stats['totals']['taken']} samples\n")
-    print(source_table(stats))
-    print()
-    print(reasons_table(stats))
+    print(table(source_table(stats)))
+    print("\nrejected or dropped, by reason:")
+    print(table(reasons_table(stats)))
     return 0
 
 
@@ -214,6 +235,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("imp-data")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "(not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="imp-data",
@@ -221,7 +251,10 @@ def parser() -> argparse.ArgumentParser:
         "shards -> report), train on them, and evaluate. Outputs follow DESIGN §4 under the data root.",
     )
     p.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                   help="print the installed imp-data version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="one of these; `imp-data COMMAND --help` for its arguments")
 
     s = sub.add_parser("fixtures", help="write a small mirror of every source in its native published layout")
     s.add_argument("out_dir", help="where to write the mirror (e.g. DATA/mirror)")
@@ -250,11 +283,14 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stats", help="print the audit tables of a built mix")
     s.add_argument("mix_dir", help="DATA/mixes/<mix>")
+    form = s.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print the mix's stats.json instead, for scripts")
+    form.add_argument("--markdown", action="store_true", help="print the tables as markdown, as report.md has them")
     s.set_defaults(func=cmd_stats)
 
     s = sub.add_parser("export-llava", help="write a mix as LLaVA-format JSON + image folder")
-    s.add_argument("mix_dir")
-    s.add_argument("out_dir")
+    s.add_argument("mix_dir", help="DATA/mixes/<mix>")
+    s.add_argument("out_dir", help="folder for <mix>.json and images/ (created if missing)")
     s.set_defaults(func=cmd_export_llava)
 
     s = sub.add_parser("publish", help="upload a built mix to object storage (s3://..., any fsspec URL)")
@@ -263,7 +299,8 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_publish)
 
     s = sub.add_parser("schemas", help="regenerate schemas/*.schema.json from the pydantic models")
-    s.add_argument("--out-dir", default=str(Path(__file__).resolve().parent.parent / "schemas"))
+    s.add_argument("--out-dir", default=str(Path(__file__).resolve().parent.parent / "schemas"),
+                   help="where to write the *.schema.json files (default: the repository's schemas/)")
     s.set_defaults(func=cmd_schemas)
 
     s = sub.add_parser("train", help="train stage 1 or 2 on a mix's shards (CPU tiny or GPU real)")
@@ -295,7 +332,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="fixtures -> build demo.yaml -> tiny train -> eval, end to end on CPU")
     s.add_argument("--data-root", default="demo-data", help="where the demo writes (default ./demo-data)")
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--workers", type=int, default=1, help="processes for rendering and shard writing (default 1)")
     s.add_argument("--skip-train", action="store_true", help="stop after building the mixes")
     s.set_defaults(func=cmd_demo)
     for command in sub.choices.values():  # `imp-data build --debug …` as well as `imp-data --debug build …`
@@ -345,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `imp-data stats --json MIX | head`: the reader has gone, which is no error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit does not fail again
+        return 141  # as a shell tool killed by SIGPIPE
     except Exception as err:  # noqa: BLE001 - the one place every failure becomes one line
         if args.debug:
             traceback.print_exc()
