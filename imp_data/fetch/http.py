@@ -4,10 +4,12 @@ The shape follows img2dataset's downloader: worker threads with a global bound a
 (LAION-GPT-V's links mostly share one CDN host, so the per-host bound is the politeness that matters);
 connect and read timeouts on every socket operation, a deadline per URL (which also stops a server that
 drips one byte at a time) and an optional deadline for the whole run (the watchdog: URLs still pending
-then become `cancelled`, and the call returns). Retries use exponential backoff with jitter, only for
-429/408/5xx and timeouts, with `Retry-After` honoured. Bodies are capped (`too_large`), checked by magic
-bytes (an HTML error page served with 200 is `not_image`), and `X-Robots-Tag: noai`/`noimageai` is
-honoured (`robots_noai`); redirects are followed with a limit (a loop is `too_many_redirects`).
+then become `cancelled`, and the call returns). Retries, only for 429/408/5xx and timeouts, are counted and
+timed by a `urllib3.Retry` (backoff with jitter, `Retry-After` honoured); the loop around it is ours, so a
+wait never outlasts the URL's deadline, never holds a host slot, and ends when the watchdog fires. Bodies
+are capped (`too_large`), checked by magic bytes (an HTML error page served with 200 is `not_image`), and
+`X-Robots-Tag: noai`/`noimageai` is honoured (`robots_noai`); redirects are followed with a limit (a loop
+is `too_many_redirects`).
 
 The one design choice: failures are data. Each URL gets one row in `<out>/downloads.parquet` (status,
 HTTP status, attempts, bytes, sha256, elapsed, stored path); images go to `<out>/images/<sha1(url)>.jpg`
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import re
 import threading
 import time
@@ -47,7 +48,7 @@ from imp_data.fetch.transport import (
     classify_error,
     make_pool,
     open_url,
-    parse_retry_after,
+    retry_wait,
 )
 from imp_data.progress import progress_bar
 
@@ -111,7 +112,7 @@ class DownloadConfig:
     max_attempts: int = 3
     """Attempts per URL, for 429/408/5xx and timeouts only."""
     backoff: Backoff = Backoff(base=1.0, cap=30.0, max_retry_after=60.0)
-    """Waits between attempts; a Retry-After beyond `max_retry_after` ends the URL instead."""
+    """Waits between attempts (`Backoff.retry`); a Retry-After beyond `max_retry_after` ends the URL instead."""
     max_bytes: int = 25 * 1024 * 1024
     """Larger bodies are `too_large` (checked on Content-Length first, then while reading)."""
     max_redirects: int = 5
@@ -122,7 +123,7 @@ class DownloadConfig:
     flush_every: int = 2000
     """Rewrite the table after this many finished URLs, so a killed run keeps its progress."""
     seed: int | None = None
-    """Seeds the backoff jitter (tests)."""
+    """Unused: urllib3's Retry draws the jitter from `random`. Accepted so that configs setting it still load."""
 
 
 @dataclass
@@ -133,12 +134,12 @@ class _Attempt:
     content_type: str | None = None
     final_url: str | None = None
     detail: str = ""
-    retry_after: float | None = None
+    response: urllib3.BaseHTTPResponse | None = None  # a refusal's (closed): its status and Retry-After
 
 
 @dataclass
 class _Shared:
-    """What the workers share: the pool, per-host slots, the stop flag, the jitter source."""
+    """What the workers share: the pool, per-host slots, the stop flag."""
 
     config: DownloadConfig
     pool: urllib3.PoolManager
@@ -146,17 +147,12 @@ class _Shared:
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
-    rng: random.Random = field(default_factory=random.Random)
 
     def slot(self, host: str) -> threading.BoundedSemaphore:
         with self.lock:
             if host not in self.slots:
                 self.slots[host] = threading.BoundedSemaphore(self.config.per_host)
             return self.slots[host]
-
-    def jitter(self) -> random.Random:
-        with self.lock:
-            return random.Random(self.rng.random())
 
 
 def _attempt(url: str, shared: _Shared, deadline: float) -> _Attempt:
@@ -171,8 +167,7 @@ def _attempt(url: str, shared: _Shared, deadline: float) -> _Attempt:
     with response:
         code, ctype = response.status, response.headers.get("Content-Type")
         if code != 200:
-            return _Attempt(f"http_{code}", code, content_type=ctype, final_url=final_url,
-                            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+            return _Attempt(f"http_{code}", code, content_type=ctype, final_url=final_url, response=response)
         if cfg.honor_robots and robots_forbid(response.headers.getlist("X-Robots-Tag"), cfg.agent):
             return _Attempt("robots_noai", code, content_type=ctype, final_url=final_url,
                             detail="; ".join(response.headers.getlist("X-Robots-Tag")))
@@ -226,7 +221,7 @@ def _fetch(url: str, shared: _Shared) -> DownloadRow:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return DownloadRow(url, "invalid_url", detail="not an http(s) URL")
-        slot, deadline, rng = shared.slot(parts.hostname.lower()), 0.0, None
+        slot, deadline, retry = shared.slot(parts.hostname.lower()), 0.0, cfg.backoff.retry(cfg.max_attempts)
         while not shared.stop.is_set() and _acquire(slot, shared.stop):
             deadline = deadline or time.monotonic() + cfg.url_deadline_s  # queueing for a host slot is free
             try:
@@ -234,12 +229,15 @@ def _fetch(url: str, shared: _Shared) -> DownloadRow:
                 outcome = _attempt(url, shared, deadline)
             finally:
                 slot.release()
-            if outcome.status == "ok" or not is_retryable(outcome.status) or attempts >= cfg.max_attempts:
+            if outcome.status == "ok" or not is_retryable(outcome.status):
                 break
-            rng = rng or shared.jitter()
-            pause = cfg.backoff.delay(attempts, outcome.retry_after, rng)
-            if pause is None:
-                outcome.detail = f"Retry-After {outcome.retry_after:.0f}s > {cfg.backoff.max_retry_after:.0f}s allowed"
+            try:
+                retry = retry.increment("GET", url, response=outcome.response)
+            except urllib3.exceptions.MaxRetryError:
+                break  # that was the last attempt
+            pause, retry_after = retry_wait(retry, outcome.response)
+            if retry_after is not None and retry_after > cfg.backoff.max_retry_after:
+                outcome.detail = f"Retry-After {retry_after:.0f}s > {cfg.backoff.max_retry_after:.0f}s allowed"
                 break
             if time.monotonic() + pause > deadline:
                 if "deadline" not in outcome.detail:
@@ -306,8 +304,7 @@ def download_images(urls: Iterable[str], out_dir: Path, *, config: DownloadConfi
     for url, row in previous.items():
         rows.setdefault(url, row)  # rows of URLs not asked for this time stay in the table
     order = unique + sorted(set(previous) - set(unique))
-    shared = _Shared(config, make_pool(per_host=config.per_host, timeouts=config.timeouts), images,
-                     rng=random.Random(config.seed))
+    shared = _Shared(config, make_pool(per_host=config.per_host, timeouts=config.timeouts), images)
     executor = ThreadPoolExecutor(max_workers=max(1, config.concurrency), thread_name_prefix="imp-download")
     by_host: dict[str, list[str]] = defaultdict(list)
     for url in todo:

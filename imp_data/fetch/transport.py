@@ -1,9 +1,12 @@
 """HTTP plumbing shared by the file downloader (`download.py`) and the URL image downloader (`http.py`).
 
 One urllib3 pool with no automatic retries or redirects: redirects are followed here by hand so every
-hop is counted and a loop ends as `too_many_redirects` instead of spinning, and retries are the callers'
-business, with `Backoff` (exponential, jittered, honouring `Retry-After`). Exceptions become the short
-status strings the download tables use (`timeout`, `truncated`, `connection_error`, ...).
+hop is counted and a loop ends as `too_many_redirects` instead of spinning, and the callers run the retry
+loop, because what they keep around it urllib3 has no place for: the URL downloader's per-URL deadline,
+per-host slots and watchdog, the file downloader's `If-Range` resume. What urllib3 does have, the URL
+downloader takes from it: `Backoff.retry` is a `urllib3.Retry` that counts the attempts, reads `Retry-After`
+and times the backoff with its jitter. Exceptions become the short status strings the download tables use
+(`timeout`, `truncated`, `connection_error`, ...).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import urllib3
 from urllib3.exceptions import (
     HTTPError,
     IncompleteRead,
+    InvalidHeader,
     LocationParseError,
     NewConnectionError,
     ProtocolError,
@@ -141,17 +145,25 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with jitter: attempt n waits about `base * factor**(n-1)`, capped.
+    """How long to wait between attempts, and when a server's `Retry-After` is too long to wait for (then the
+    caller gives up instead of sleeping).
 
-    The jitter ("equal jitter": half fixed, half random) keeps many workers that failed together from
-    retrying together. A server's `Retry-After` is a floor; one asking for more than `max_retry_after`
-    makes the caller give up instead of sleeping for it.
+    `retry()` is the urllib3 form the URL downloader runs on; `delay()` the file downloader's, whose loop
+    counts failures in a row (a resumed body that made progress resets them, which a Retry's counters
+    cannot do). The jitter keeps many workers that failed together from retrying together.
     """
 
     base: float = 1.0
-    factor: float = 2.0
+    factor: float = 2.0  # delay() only: urllib3 doubles
     cap: float = 60.0
     max_retry_after: float = 120.0
+
+    def retry(self, attempts: int) -> urllib3.Retry:
+        """urllib3's retry state for one URL tried at most `attempts` times: `increment` after each failure
+        raises `MaxRetryError` when none is left; after failure n it waits (`retry_wait`) nothing for n = 1,
+        then `base/2 * 2**(n-1)` plus up to `base/2` of jitter, at most `cap` — urllib3's curve."""
+        return urllib3.Retry(total=attempts - 1, redirect=False, allowed_methods=None, raise_on_status=False,
+                             backoff_factor=self.base / 2, backoff_jitter=self.base / 2, backoff_max=self.cap)
 
     def delay(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float | None:
         """Seconds to sleep after failed attempt `attempt` (1-based); None = do not retry.
@@ -165,3 +177,13 @@ class Backoff:
         full = min(self.cap, self.base * self.factor ** (attempt - 1))
         wait = full * (0.5 + 0.5 * (rng or random).random())
         return max(wait, retry_after) if retry_after is not None else wait
+
+
+def retry_wait(retry: urllib3.Retry, response: urllib3.BaseHTTPResponse | None) -> tuple[float, float | None]:
+    """(seconds to wait, the server's Retry-After or None) before the next attempt, as `Retry.sleep` would
+    wait: the Retry-After the response carried, else the backoff. A malformed header counts as none."""
+    try:
+        after = retry.get_retry_after(response) if response is not None else None
+    except InvalidHeader:
+        after = None
+    return (after if after else retry.get_backoff_time()), after
