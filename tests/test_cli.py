@@ -126,8 +126,10 @@ def test_validate_and_stats_on_a_built_mix(demo_build, tmp_path):
     mix = root / "mixes" / "demo_stage2"
     ok = imp("validate", mix, root / "normalized")
     assert ok.returncode == 0, ok.stdout
-    stats = imp("stats", mix)
+    stats = imp("stats", "--markdown", mix)
     assert stats.returncode == 0 and "| source | target | read |" in stats.stdout and "textcaps" in stats.stdout
+    aligned = imp("stats", mix)  # the terminal form: the same table, aligned columns
+    assert aligned.returncode == 0 and "textcaps" in aligned.stdout and "| source |" not in aligned.stdout
     # a tampered copy: one JSON member rewritten in place, one shard truncated
     bad = tmp_path / "bad"
     subprocess.run(["cp", "-r", str(mix), str(bad)], check=True)
