@@ -169,6 +169,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     from imp_data.remote import publish_mix
 
+    if args.url.startswith("hf://"):  # the Hub's commit API, not its fsspec file system (a commit per file)
+        from imp_data.publish_hub import publish_to_hub
+
+        counts = publish_to_hub(Path(args.mix_dir), args.url, private=args.private or None,
+                                files_per_commit=args.files_per_commit, say=print)
+        print(f"published {args.mix_dir} -> {args.url}: {counts['uploaded']} uploaded, {counts['skipped']} unchanged, "
+              f"{counts['deleted']} removed in {counts['commits']} commit(s)")
+        return 0
     fs, target = fsspec.core.url_to_fs(args.url.rstrip("/"))
     if "file" in fs.protocol or "local" in fs.protocol:
         _output_folder(target, "published mix")
@@ -293,9 +301,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("out_dir", help="folder for <mix>.json and images/ (created if missing)")
     s.set_defaults(func=cmd_export_llava)
 
-    s = sub.add_parser("publish", help="upload a built mix to object storage (s3://..., any fsspec URL)")
+    s = sub.add_parser("publish", help="upload a built mix to the Hugging Face Hub (hf://datasets/ORG/NAME[@branch]) "
+                                       "or object storage (s3://..., any fsspec URL)")
     s.add_argument("mix_dir", help="DATA/mixes/<mix>")
-    s.add_argument("url", help="destination prefix, e.g. s3://bucket/mixes/<mix> (credentials from the environment)")
+    s.add_argument("url", help="hf://datasets/ORG/NAME[@branch] (token from HF_TOKEN or `hf auth login`), or a "
+                               "destination prefix, e.g. s3://bucket/mixes/<mix> (credentials from the environment)")
+    s.add_argument("--private", action="store_true", help="Hub: create the repo private if it does not exist yet")
+    s.add_argument("--files-per-commit", type=int, default=100, metavar="N",
+                   help="Hub: at most N files per commit (default 100); a rerun resumes after the last commit")
     s.set_defaults(func=cmd_publish)
 
     s = sub.add_parser("schemas", help="regenerate schemas/*.schema.json from the pydantic models")

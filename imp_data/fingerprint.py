@@ -34,7 +34,7 @@ CODE_VERSIONS = {
     "render": "2",  # 2: expand2square shrinks sides over 8192 px first; reject details without addresses
     "dedup": "1",
     "plan": "1",
-    "shards": "1",
+    "shards": "2",  # 2: KEY.json meta is a JSON string (typed readers keep every field)
     "finalize": "1",
     "report": "1",
 }

@@ -22,7 +22,7 @@ from imp_data.errors import ImpDataError
 from imp_data.io import file_sha256
 
 MANIFEST = "_published.json"
-FILES = ("index.parquet", "rejects.parquet", "stats.json", "report.md", "plan.parquet")
+FILES = ("index.parquet", "rejects.parquet", "stats.json", "report.md", "README.md", "plan.parquet")
 
 
 def _mix_files(mix_dir: Path) -> list[Path]:
@@ -33,7 +33,12 @@ def _mix_files(mix_dir: Path) -> list[Path]:
 
 
 def publish_mix(mix_dir: str | Path, url: str, **storage_options) -> dict:
-    """Upload a built mix to `url` (a prefix); returns {"uploaded": n, "skipped": n}."""
+    """Upload a built mix to `url` (a prefix); returns {"uploaded": n, "skipped": n}. An `hf://datasets/...`
+    URL goes through the Hub's commit API instead (imp_data.publish_hub)."""
+    if url.startswith("hf://"):
+        from imp_data.publish_hub import publish_to_hub
+
+        return publish_to_hub(mix_dir, url, **storage_options)
     mix_dir = Path(mix_dir)
     if not (mix_dir / "index.parquet").is_file():
         raise ImpDataError(f"{mix_dir}: not a built mix (no index.parquet) — run `imp-data build` first")

@@ -140,5 +140,9 @@ def render_report(stats: dict, charts: list[str]) -> str:
 
 
 def write_report(stats: dict, mix_dir: Path) -> Path:
+    """report.md and its charts, and the dataset card (README.md): the report unit, all from stats.json."""
+    from imp_data.card import write_card
+
     charts = write_charts(stats, mix_dir)
+    write_card(stats, mix_dir)
     return write_text_atomic(mix_dir / "report.md", render_report(stats, charts))

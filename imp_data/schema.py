@@ -11,7 +11,17 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Json,
+    TypeAdapter,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 IMAGE_TOKEN = "<image>"
 SOURCE_NAME_RE = r"^[a-z][a-z0-9_]*$"
@@ -293,6 +303,13 @@ class ShardImage(BaseModel):
                                  "render); off, the pixels are the stored frame.")
 
 
+# KEY.json carries meta as JSON text, not an object (shards/assemble.py `_sample_json` says why): parsed and
+# checked as a Meta on validation; JSON Schema declares a string whose content is a Meta.
+MetaText = Annotated[Json[Meta], WithJsonSchema({
+    "type": "string", "contentMediaType": "application/json", "contentSchema": TypeAdapter(Meta).json_schema(),
+    "description": "The sample's meta as JSON text: an object of source extras."})]
+
+
 class ShardRecord(BaseModel):
     """A shard member `KEY.json`: the sample plus its key, mix and lineage (DESIGN §4)."""
 
@@ -305,7 +322,7 @@ class ShardRecord(BaseModel):
     source: str
     source_id: str
     conversations: list[Turn]
-    meta: Meta = Field(default_factory=dict)
+    meta: MetaText = Field(default_factory=dict)
     mix: str = Field(description="The mix this shard belongs to.")
     location: str = Field(description="The source's location (with revision) in the recipe: lineage.")
     image: ShardImage | None

@@ -184,9 +184,11 @@ def _push_index(ctx, mix: str) -> None:
 
 
 def _push_report(ctx, mix: str) -> None:
+    from imp_data.card import CARD
+
     charts = sorted((ctx.layout.mix(mix) / "charts").glob("*.png"))
     unit = mix_unit(mix, "report")
-    ctx.remote.push(unit, [ctx.layout.report(mix), *charts, *_stamp(ctx, unit)])
+    ctx.remote.push(unit, [ctx.layout.report(mix), ctx.layout.mix(mix) / CARD, *charts, *_stamp(ctx, unit)])
 
 
 def _nothing(ctx, subject: str) -> None:

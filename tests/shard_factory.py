@@ -95,8 +95,8 @@ def write_mix(mix_dir: Path, samples: list[dict], *, mix: str = "tiny", shard_si
                          "fill": list(fill), "resolution": resolution}
                 row_image = r
             record = {"key": key, "id": s["id"], "source": s["source"], "source_id": s["source_id"],
-                      "conversations": s["conversations"], "meta": s["meta"], "mix": mix, "location": location,
-                      "image": image}
+                      "conversations": s["conversations"], "meta": dumps_canonical(s["meta"]), "mix": mix,
+                      "location": location, "image": image}  # meta as JSON text, as the shard writer
             chars, words = _text_stats(s["conversations"])
             row = {"position": pos, "id": s["id"], "source": s["source"], "source_id": s["source_id"],
                    "n_turns": len(s["conversations"]), "text_chars": chars, "text_words": words,

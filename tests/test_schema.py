@@ -94,17 +94,22 @@ def test_turn_and_reject_rules():
 
 def test_shard_record_applies_sample_rules():
     rec = dict(key="000000001", id="dvqa/a", source="dvqa", source_id="a", conversations=conv("<image>\nQ", "A"),
-               meta={}, mix="m", location="mirror/dvqa",
+               meta='{"split":"train"}', mix="m", location="mirror/dvqa",
                image=dict(path="a.png", sha256="0" * 64, phash="0" * 16, orig_width=4, orig_height=3, width=8,
                           height=8, mode="pad", fill=[127, 127, 127], resolution=8))
     assert ShardRecord.model_validate(rec).image.width == 8
+    assert ShardRecord.model_validate(rec).meta == {"split": "train"}  # JSON text in the tar, a dict once read
     with pytest.raises(ValidationError, match="text-only"):
         ShardRecord.model_validate({**rec, "image": None})
     with pytest.raises(ValidationError, match="pattern"):
         ShardRecord.model_validate({**rec, "key": "../etc"})
-    with pytest.raises(ValidationError, match=r"meta\['x'\] is not JSON-serialisable") as err:
-        ShardRecord.model_validate({**rec, "meta": {"x": object()}})
+    with pytest.raises(ValidationError, match=r"meta\['x'\] is not JSON-serialisable \(float nan\)") as err:
+        ShardRecord.model_validate({**rec, "meta": '{"x": NaN}'})
     assert err.value.errors()[0]["loc"] == ("meta",)  # caught by ShardRecord's own field, not the nested Sample
+    with pytest.raises(ValidationError, match="JSON input should be string"):
+        ShardRecord.model_validate({**rec, "meta": {"split": "train"}})  # an object: the pre-v2 shard layout
+    with pytest.raises(ValidationError, match="valid dictionary"):
+        ShardRecord.model_validate({**rec, "meta": "[1, 2]"})
 
 
 def test_schema_files_are_fresh():

@@ -71,8 +71,10 @@ CROSS_FIELD = {
 
 
 def as_shard_record(sample: dict) -> dict:
-    """The shard member KEY.json a build would write for `sample` (ShardRecord applies the Sample rules)."""
+    """The shard member KEY.json a build would write for `sample` (ShardRecord applies the Sample rules):
+    meta as JSON text, as shards/assemble.py `_sample_json` writes it."""
     record = {**sample, "key": "000000001", "mix": "m", "location": "mirror/llava_665k"}
+    record["meta"] = json.dumps(record.get("meta", {}))
     image = record.pop("image", None)
     record["image"] = None if image is None else {"path": image, **GEOMETRY}
     return record
@@ -81,6 +83,8 @@ def as_shard_record(sample: dict) -> dict:
 @pytest.mark.parametrize("kw, message", SAMPLE_CASES, ids=[m for _, m in SAMPLE_CASES])
 @pytest.mark.parametrize("name", ["sample", "shard_record"])
 def test_schemas_refuse_what_the_sample_rules_refuse(name, kw, message):
+    if name == "shard_record" and "meta" in kw and "(float nan)" not in message:
+        pytest.skip("KEY.json holds meta as JSON text: a non-JSON value or key has no spelling there")
     instance = {**BASE, **kw}
     instance = as_shard_record(instance) if name == "shard_record" else instance
     assert refused_by_model(name, instance)
@@ -110,7 +114,8 @@ def test_demo_shard_records_pass(demo_build):
     assert {r["image"] is None for r in records} == {True, False}  # text-only and image samples both
     for record in records:
         assert accepts("shard_record", record), record["key"]
-        sample = {k: record[k] for k in ("id", "source", "source_id", "conversations", "meta")}
+        sample = {k: record[k] for k in ("id", "source", "source_id", "conversations")}
+        sample["meta"] = json.loads(record["meta"])  # JSON text in KEY.json, an object in a Sample
         assert accepts("sample", {**sample, "image": record["image"] and record["image"]["path"]}), record["key"]
 
 

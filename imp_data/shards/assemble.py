@@ -8,7 +8,6 @@ only on its plan rows and the render cache, so the bytes are the same serial or 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from collections.abc import Iterable
@@ -27,6 +26,13 @@ WIDS_KIND = "wids-shard-index-v1"
 
 
 def _sample_json(row: dict, *, mix: str, location: str, render: RenderSpec) -> bytes:
+    """A shard member KEY.json (schemas/shard_record.schema.json).
+
+    `meta` is written as a JSON *string* (the canonical text normalize stored), not an object: its keys
+    differ per source and per record, and typed readers (Hugging Face `datasets`, Arrow) infer one struct
+    from the first records and silently drop what does not fit. A string column keeps every field for
+    every reader; `json.loads(record["meta"])` gives the dict back.
+    """
     image = None
     if row.get("image") is not None:
         image = {"path": row["image"], "sha256": row["sha256"], "phash": row["phash"],
@@ -36,7 +42,7 @@ def _sample_json(row: dict, *, mix: str, location: str, render: RenderSpec) -> b
                  "exif_transpose": render.exif_transpose}
     obj = {"key": row["key"], "id": row["id"], "source": row["source"], "source_id": row["source_id"],
            "conversations": [{"from": t["from"], "value": t["value"]} for t in row["conversations"]],
-           "meta": json.loads(row["meta"]) if row.get("meta") else {}, "mix": mix, "location": location,
+           "meta": row.get("meta") or "{}", "mix": mix, "location": location,
            "image": image}
     return dumps_canonical(obj).encode("utf-8")
 

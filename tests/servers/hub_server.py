@@ -1,4 +1,5 @@
-"""A Hugging Face Hub look-alike on 127.0.0.1, speaking the endpoints huggingface_hub 2.x calls to download.
+"""A Hugging Face Hub look-alike on 127.0.0.1, speaking the endpoints huggingface_hub 2.x calls to download
+and (tests/servers/hub_upload.py) to create repos, branches and commits over LFS.
 
 Point `HF_ENDPOINT` (or `endpoint=`) at `HubServer.url` and the real client lists and downloads files:
 - `GET /api/{datasets|models}/{repo}/revision/{rev}`: repo info (`sha`, `siblings`), how a branch
@@ -27,6 +28,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from tests.servers import LoopbackServer, QuietHandler
+from tests.servers.hub_upload import handle_post, handle_put
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -74,8 +76,19 @@ class HubServer(LoopbackServer):
         self.lfs_threshold = lfs_threshold
         self.page_size = page_size
         self.token = token
+        self.commit_log: list[tuple] = []  # (repo_id, branch, summary, sha, paths added or deleted) per commit
+        self._refuse = -1  # commits still to accept before refusing one (-1: none refused)
         super().__init__()
         self.cdn = CdnServer(self)
+
+    def refuse_commit(self, after: int = 0) -> None:
+        """Accept `after` more commits, then answer the next with 500 and write nothing (an interrupted publish)."""
+        self._refuse = after
+
+    def take_commit_refusal(self) -> bool:
+        with self.lock:
+            refuse, self._refuse = self._refuse == 0, self._refuse - 1 if self._refuse >= 0 else -1
+            return refuse
 
     def close(self) -> None:
         self.cdn.close()
@@ -172,6 +185,9 @@ class _CdnHandler(QuietHandler):
     def do_HEAD(self) -> None:
         self.do_GET()
 
+    def do_PUT(self) -> None:
+        handle_put(self, self.owner.hub)
+
     def do_GET(self) -> None:
         self.owner.record(self)
         hub = self.owner.hub
@@ -186,6 +202,9 @@ class _CdnHandler(QuietHandler):
 class _HubHandler(QuietHandler):
     def do_HEAD(self) -> None:
         self.do_GET()
+
+    def do_POST(self) -> None:
+        handle_post(self, self.owner)
 
     def do_GET(self) -> None:
         hub: HubServer = self.owner
