@@ -68,6 +68,76 @@ def counts_metadata(counts) -> dict:
             "rejected_by_reason": dg.MetadataValue.json(counts.rejected), "repeated_ids": counts.repeated_ids}
 
 
+def table_metadata(path: Path) -> dict:
+    """Dagster's standard table metadata (`dagster/row_count`, `dagster/column_schema`) read from the
+    parquet footer the step wrote, so the catalog shows size and columns without opening the file."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():  # nothing written (a URL root's reused step): no numbers rather than stale ones
+        return {}
+    footer = pq.ParquetFile(path)
+    columns = [dg.TableColumn(f.name, str(f.type)) for f in footer.schema_arrow]
+    return {"dagster/row_count": footer.metadata.num_rows,
+            "dagster/column_schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=columns))}
+
+
+def _md_text(text: str, limit: int = 160) -> str:
+    """One line of sample text, safe inside Markdown (`<image>` would otherwise vanish as an HTML tag)."""
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def samples_preview(shard: Path, rows: list[dict], n: int = 3) -> str:
+    """The first `n` samples of a shard as Markdown: id, source, a thumbnail (a data URI, so the UI shows
+    it with nothing to serve) and the first turns, read from the tar at the offsets the index recorded."""
+    import io
+    import json
+
+    from PIL import Image
+
+    parts = []
+    with shard.open("rb") as tar:
+        for row in rows[:n]:
+            tar.seek(row["json_offset"])
+            sample = json.loads(tar.read(row["json_size"]))
+            lines = [f"**`{row['id']}`** ({row['source']}, key {row['key']})", ""]
+            if row.get("jpg_size"):
+                tar.seek(row["jpg_offset"])
+                image = Image.open(io.BytesIO(tar.read(row["jpg_size"])))
+                image.thumbnail((128, 128))
+                buf = io.BytesIO()
+                image.convert("RGB").save(buf, format="JPEG", quality=85)
+                lines += [f"![{row['id']}](data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()})", ""]
+            else:
+                lines += ["_text-only sample_", ""]
+            lines += [f"> **{t['from']}:** {_md_text(t['value'])}  " for t in sample["conversations"][:2]]
+            parts.append("\n".join(lines))
+    return "\n\n---\n\n".join(parts)
+
+
+def shards_metadata(ctx, mix: str, shards: list[int], n_partitions: int) -> dict:
+    """Samples and bytes of the shards this materialization covers, per partition (partition k holds the
+    shards s with s mod N == k, so its number alone says nothing about size), and a preview."""
+    import pyarrow.parquet as pq
+
+    if not shards:
+        return {"samples": 0, "bytes": 0}
+    rows = {s: pq.read_table(ctx.layout.index_parts(mix) / f"{s:06d}.parquet",
+                             columns=["id", "source", "key", "shard_name", "shard_size", "json_offset", "json_size",
+                                      "jpg_offset", "jpg_size"]).to_pylist() for s in shards}
+    per: dict[str, list[int]] = {}
+    for s in shards:
+        entry = per.setdefault(f"{s % n_partitions:04d}", [0, 0, 0])
+        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + len(rows[s]), entry[2] + rows[s][0]["shard_size"]
+    table = "| partition | shards | samples | bytes |\n|---|---:|---:|---:|\n" + "\n".join(
+        f"| {k} | {a} | {b:,} | {c:,} |" for k, (a, b, c) in sorted(per.items()))
+    first = rows[shards[0]]
+    return {"samples": sum(e[1] for e in per.values()), "bytes": sum(e[2] for e in per.values()),
+            "by_partition": dg.MetadataValue.md(table),
+            "preview": dg.MetadataValue.md(samples_preview(ctx.layout.shards_dir(mix) / first[0]["shard_name"], first))}
+
+
 def source_assets(recipe: Recipe, source: str) -> list:
     spec = recipe.sources[source]
 
@@ -97,6 +167,7 @@ def source_assets(recipe: Recipe, source: str) -> list:
         downloads = stages.download_source_images(ctx, source)  # URL-only sources: fetch the pixels
         extra = {"downloads": dg.MetadataValue.json(downloads)} if downloads else {}
         return dg.MaterializeResult(metadata={**counts_metadata(counts), **extra, **reuse_metadata(ctx),
+                                              **table_metadata(ctx.layout.normalized(source)),
                                               "path": dg.MetadataValue.path(str(ctx.layout.normalized(source)))},
                                     data_version=dg.DataVersion(ctx.output_version(stage_sync.normalized_unit(source))))
 
@@ -141,7 +212,8 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
         table = "| source | target | available | dropped | selected |\n|---|---:|---:|---|---:|\n" + rows
         return dg.MaterializeResult(metadata={"selected": sum(e["selected"] for e in summary.values()),
                                               "per_source": dg.MetadataValue.md(table),
-                                              "summary": dg.MetadataValue.json(summary), **reuse_metadata(ctx)},
+                                              "summary": dg.MetadataValue.json(summary), **reuse_metadata(ctx),
+                                              **table_metadata(ctx.layout.selected(mix))},
                                     data_version=version(ctx, "selection"))
 
     @dg.asset(key=mix_key(mix, "renders"), deps=[selection, *(raw_key(s) for s in spec.sources)], group_name=group,
@@ -160,7 +232,7 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
                                               "render_rejects_by_reason": dg.MetadataValue.json(by_reason),
                                               "removed": removals.height,
                                               "removed_by_reason": dg.MetadataValue.json(removed),
-                                              **reuse_metadata(ctx)},
+                                              **reuse_metadata(ctx), **table_metadata(ctx.layout.renders(mix))},
                                     data_version=version(ctx, "renders", "removals"))
 
     @dg.asset(key=mix_key(mix, "plan"), deps=[selection, renders, *(normalized_key(s) for s in spec.sources)],
@@ -171,12 +243,15 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
         frame = stages.plan_stage(ctx, mix)
         return dg.MaterializeResult(metadata={"samples": frame.height, "shards": shard_count(frame),
                                               "path": dg.MetadataValue.path(str(ctx.layout.plan(mix))),
-                                              **reuse_metadata(ctx)},
+                                              **reuse_metadata(ctx), **table_metadata(ctx.layout.plan(mix))},
                                     data_version=version(ctx, "plan"))
 
+    # single_run: "materialize all partitions" in the UI is one run over the range, not a run per partition
     @dg.asset(key=mix_key(mix, "shards"), deps=[plan, renders], group_name=group, partitions_def=partitions,
+              backfill_policy=dg.BackfillPolicy.single_run(),
               kinds={"webdataset"}, code_version=asset_code_version(recipe, "shards", mix),
-              description="WebDataset tars (partition k holds shards s with s mod N == k)")
+              description="WebDataset tars (partition k holds shards s with s mod N == k); metadata: samples "
+              "and bytes per partition, a preview of the first samples")
     def shards(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.MaterializeResult:
         ctx = data_root.context(recipe)
         if ctx.remote is not None:
@@ -185,7 +260,8 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
         # a run may cover one partition or a range of them (a single-run backfill)
         mine = sorted(s for key in context.partition_keys for s in partition_shards(key, spec.partitions, n_shards))
         counts = write_mix_shards(ctx, mix, mine) if mine else {"written": 0, "skipped": 0}
-        return dg.MaterializeResult(metadata={"shards": dg.MetadataValue.json(mine), **counts},
+        return dg.MaterializeResult(metadata={"shards": dg.MetadataValue.json(mine), **counts,
+                                              **shards_metadata(ctx, mix, mine, spec.partitions)},
                                     data_version=dg.DataVersion(shards_version(ctx, mix, mine)))
 
     # everything finalizing reads, so a run orders it after all of them
@@ -202,6 +278,7 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
             "samples": t["taken"], "shards": t["shards"], "rejected": t["rejected"], "dropped": t["dropped"],
             "reject_rate": t["reject_rate"], "path": dg.MetadataValue.path(str(ctx.layout.mix(mix))),
             "per_source": dg.MetadataValue.md(source_table(stats)), **reuse_metadata(ctx),
+            **table_metadata(ctx.layout.index(mix)),
         }, data_version=version(ctx, "index"))
 
     @dg.asset(key=mix_key(mix, "report"), deps=[index], group_name=group, kinds={"markdown"},

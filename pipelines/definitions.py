@@ -10,6 +10,9 @@ IMP_DATA_RUNS is a comma-separated list of run recipes, each becoming `runs/<run
 for stage 2) and `<run>_train_job` / `<run>_eval_job`. Unset, the demo recipe (manifests/demo.yaml) gets the
 two tiny CPU runs (tiny_stage1, tiny_stage2, as `imp-data demo` trains) and any other recipe none, so a real
 recipe never shows a training asset nobody asked for; set it empty (or `none`) for no runs at all.
+
+Materializing a whole mix is one job, `<mix>_job` (Jobs -> demo_stage2_job -> Launch run): one run, one
+process, every shard partition. Settings: see pipelines/resources.py (one environment variable each).
 """
 
 from __future__ import annotations
@@ -20,21 +23,33 @@ from pathlib import Path
 import dagster as dg
 
 from imp_data.recipe import Recipe, load_recipe
-from pipelines.assets import mix_assets, mix_key, source_assets
+from pipelines.assets import mix_assets, mix_key, shard_partitions, source_assets
 from pipelines.checks import mix_checks, source_checks
-from pipelines.resources import DataRoot, FetchSettings
+from pipelines.resources import resources_from_env
 from pipelines.training import selected_runs, training_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = ROOT / "manifests" / "demo.yaml"
 
 
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
 def mix_jobs(recipe: Recipe, mix: str) -> list[dg.UnresolvedAssetJobDefinition]:
-    """Three jobs per mix, because a job runs one partitioning: prepare (sources -> plan), shards
-    (partitioned: launch a backfill over all partitions), finalize (index -> report)."""
+    """`<mix>_job` is the one click: every asset of the mix and the sources it reads, all shard partitions
+    in the same run (its tags name the whole partition range, and the shards asset takes a range), in one
+    process — the stages parallelize inside themselves (DataRoot.workers), so a process per step would
+    only add start-up time. The three narrower jobs remain for rerunning one phase: prepare (sources ->
+    plan), shards (one run per partition, or a ranged run), finalize (index -> report)."""
+    keys = shard_partitions(recipe, mix).get_partition_keys()
+    whole = dg.AssetSelection.assets(mix_key(mix, "report")).upstream()
     sources = dg.AssetSelection.assets(mix_key(mix, "selection")).upstream()
     prepare = sources | dg.AssetSelection.assets(mix_key(mix, "renders"), mix_key(mix, "plan"))
     return [
+        dg.define_asset_job(f"{mix}_job", selection=whole, executor_def=dg.in_process_executor,
+                            tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+                            description=f"materialize all of `{mix}` in one run: sources, selection, renders, "
+                            f"plan, every shard partition, index and report"),
         dg.define_asset_job(f"{mix}_prepare_job", selection=prepare,
                             description=f"fetch, normalize, select, render and plan `{mix}`"),
         dg.define_asset_job(f"{mix}_shards_job", selection=dg.AssetSelection.assets(mix_key(mix, "shards")),
@@ -64,11 +79,10 @@ def build_definitions(recipe_path: str | Path | None = None, *, data_root: str |
     run_defs, run_jobs = training_definitions([Path(p) for p in runs])
     assets += run_defs
     jobs += run_jobs
-    root = DataRoot(path=data_root) if data_root else DataRoot()
     if executor is None:  # multiprocess uses every core; in_process starts faster (small mixes, tests)
         executor = dg.in_process_executor if os.environ.get("IMP_DATA_EXECUTOR") == "in_process" else dg.multiprocess_executor
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs,
-                          resources={"data_root": root, "fetch": FetchSettings()}, executor=executor)
+                          resources=resources_from_env(data_root), executor=executor)
 
 
 defs = build_definitions()

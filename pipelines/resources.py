@@ -1,9 +1,22 @@
-"""Resources: where the data root is, and how fetching behaves. Set from the environment by default
-(IMP_DATA_ROOT, IMP_DATA_CACHE_DIR, IMP_DATA_WORKERS, HF_ENDPOINT), configurable per run in the launchpad."""
+"""Resources: where the data root is, and how fetching behaves. One environment variable per setting,
+bound through `dg.EnvVar` by `resources_from_env` (the launchpad shows which variable a value came from,
+and a run can override it):
+
+    IMP_DATA_ROOT      DataRoot.path        the data root: a directory or an fsspec URL (default: data)
+    IMP_DATA_WORKERS   DataRoot.workers     worker processes per stage (default 1)
+    HF_ENDPOINT        FetchSettings.hf_endpoint
+    IMP_DATA_CACHE     where URL roots' working copies live ($IMP_DATA_CACHE/<root>, default
+                       ~/.cache/imp-data), read by imp_data.dataroot exactly as the CLI reads it
+
+`DataRoot.cache` names one working copy directly (the CLI's `--cache`); it has no variable of its own.
+IMP_DATA_CACHE_DIR, its old variable (easily confused with IMP_DATA_CACHE), still sets it, with a
+deprecation warning.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -16,13 +29,13 @@ from imp_data.recipe import Recipe
 class DataRoot(dg.ConfigurableResource):
     """The data root every asset reads and writes under (DESIGN §4 layout)."""
 
-    path: str = os.environ.get("IMP_DATA_ROOT", "data")
+    path: str = "data"
     """A directory, or an fsspec URL (s3://bucket/imp): each step then pulls its inputs into `cache`."""
-    cache: str = os.environ.get("IMP_DATA_CACHE_DIR", "")
+    cache: str = ""
     """Local working copy of a URL data root (empty: $IMP_DATA_CACHE/<root>, ~/.cache/imp-data)."""
-    workers: int = int(os.environ.get("IMP_DATA_WORKERS", "1"))
+    workers: int = 1
 
-    def context(self, recipe: Recipe, fetch: "FetchSettings | None" = None) -> BuildContext:
+    def context(self, recipe: Recipe, fetch: FetchSettings | None = None) -> BuildContext:
         """The build context of one step; refused (one line naming the holder) while `imp-data build` runs
         on the same data root."""
         from imp_data.buildlock import refuse_if_building
@@ -56,7 +69,7 @@ class DataRoot(dg.ConfigurableResource):
 class FetchSettings(dg.ConfigurableResource):
     """Fetch behaviour: Hub endpoint (a mirror or a loopback test server), timeouts, URL concurrency."""
 
-    hf_endpoint: str = os.environ.get("HF_ENDPOINT", "")
+    hf_endpoint: str = ""
     timeout_s: float = 30.0
     max_concurrency: int = 16
 
@@ -70,3 +83,21 @@ class FetchSettings(dg.ConfigurableResource):
         from imp_data.fetch.transport import Timeouts
 
         return DownloadConfig(concurrency=self.max_concurrency, timeouts=Timeouts(connect=self.timeout_s / 3, read=self.timeout_s))
+
+
+def _env(name: str, kind=dg.EnvVar) -> dg.EnvVar | None:
+    """`dg.EnvVar(name)` when the variable is set, else None (the field's default applies)."""
+    return kind(name) if os.environ.get(name) else None
+
+
+def resources_from_env(data_root: str | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The code location's resources, each setting bound to its one environment variable when set;
+    `data_root` (tests, the bench) overrides IMP_DATA_ROOT."""
+    root = {"path": data_root or _env("IMP_DATA_ROOT"), "workers": _env("IMP_DATA_WORKERS", dg.EnvVar.int),
+            "cache": _env("IMP_DATA_CACHE_DIR")}
+    if root["cache"] is not None:
+        warnings.warn("IMP_DATA_CACHE_DIR is deprecated: set the data_root resource's `cache` in the launchpad, "
+                      "or IMP_DATA_CACHE for where URL roots' working copies live", DeprecationWarning, stacklevel=2)
+    fetch = {"hf_endpoint": _env("HF_ENDPOINT")}
+    return {"data_root": DataRoot(**{k: v for k, v in root.items() if v is not None}),
+            "fetch": FetchSettings(**{k: v for k, v in fetch.items() if v is not None})}

@@ -1,8 +1,10 @@
 """The Dagster UI for real: `dagster dev` (webserver + daemon) on 127.0.0.1 materializes the demo mix
-through GraphQL (prepare job, all shard partitions in one ranged run, finalize job); the GraphQL API
-returns the asset graph (training and eval included), the check results and the report metadata;
+through GraphQL (one launch of the mix's job: every asset, all shard partitions, one run); the GraphQL API
+returns the asset graph (training and eval included), the check results, the report metadata and the
+catalog's standard table metadata, per-partition shard counts and the sample preview;
 headless Debian Chromium opens the report asset's page, finds the per-source table as an HTML table with
-the library's cells, and saves a screenshot to test-artifacts/. A second server, on a recipe variant with
+the library's cells, opens the report's Markdown with its four charts, and saves screenshots of both to
+test-artifacts/. A second server, on a recipe variant with
 max_reject_rate 0 (IMP_DATA_RECIPE), shows through GraphQL a failed blocking check with its reason and
 the downstream asset not materialized.
 
@@ -108,16 +110,11 @@ def dagster_dev(home: Path, data: Path, mirror: Path, **env_extra: str):
 
 @pytest.fixture(scope="module")
 def dagster_server(demo_build, tmp_path_factory):
-    """The demo recipe's server, with MIX materialized through it: prepare, all shards (one ranged run),
-    finalize."""
+    """The demo recipe's server, with MIX materialized through it by one launch of `<MIX>_job` with no
+    tags or config of ours: the job itself covers every asset and every shard partition, in one run."""
     home, data = tmp_path_factory.mktemp("dagster_home"), tmp_path_factory.mktemp("ui_data")
     with dagster_dev(home, data, demo_build[0] / "mirror") as (base, gql):
-        assert gql.run_job(f"{MIX}_prepare_job") == "SUCCESS", gql.log_tail()
-        n = load_recipe(DEMO_RECIPE).mixes[MIX].partitions
-        ranged = [{"key": "dagster/asset_partition_range_start", "value": "0000"},
-                  {"key": "dagster/asset_partition_range_end", "value": f"{n - 1:04d}"}]
-        assert gql.run_job(f"{MIX}_shards_job", ranged) == "SUCCESS", gql.log_tail()
-        assert gql.run_job(f"{MIX}_finalize_job") == "SUCCESS", gql.log_tail()
+        assert gql.run_job(f"{MIX}_job") == "SUCCESS", gql.log_tail()
         yield base, gql, data
 
 
@@ -166,6 +163,51 @@ def test_graphql_asset_graph_checks_and_report(dagster_server):
     assert (data / "mixes" / MIX / "report.md").is_file()
 
 
+def test_graphql_catalog_metadata(dagster_server):
+    """Every table asset carries `dagster/row_count` (the parquet's rows) and `dagster/column_schema`;
+    every shard partition was materialized by the one run, each with its sample and byte counts, and the
+    shards asset shows a preview of samples (text and a data-URI thumbnail)."""
+    import pyarrow.parquet as pq
+
+    _, gql, data = dagster_server
+    query = """query($k: AssetKeyInput!) { assetOrError(assetKey: $k) { ... on Asset {
+        assetMaterializations { runId partition metadataEntries { label
+        ... on IntMetadataEntry { intValue } ... on MarkdownMetadataEntry { mdStr }
+        ... on TableSchemaMetadataEntry { schema { columns { name type } } } } } } } }"""
+
+    def entries(*path: str) -> list[dict]:
+        return gql(query, k={"path": list(path)})["assetOrError"]["assetMaterializations"]
+
+    mix = data / "mixes" / MIX
+    tables = {(MIX, "selection"): mix / "selected.parquet", (MIX, "renders"): mix / "renders.parquet",
+              (MIX, "plan"): mix / "plan.parquet", (MIX, "index"): mix / "index.parquet",
+              ("normalized", "llava_665k"): data / "normalized" / "llava_665k.parquet"}
+    for key, path in tables.items():
+        (latest,) = entries(*key)
+        meta = {e["label"]: e for e in latest["metadataEntries"]}
+        footer = pq.ParquetFile(path)
+        assert meta["dagster/row_count"]["intValue"] == footer.metadata.num_rows > 0, key
+        columns = [c["name"] for c in meta["dagster/column_schema"]["schema"]["columns"]]
+        assert columns == footer.schema_arrow.names, key
+    shards = entries(MIX, "shards")
+    n = load_recipe(DEMO_RECIPE).mixes[MIX].partitions
+    assert sorted(m["partition"] for m in shards) == [f"{k:04d}" for k in range(n)]
+    assert len({m["runId"] for m in shards}) == 1, "all partitions in one run"
+    meta = {e["label"]: e for e in shards[0]["metadataEntries"]}
+    index = pq.read_table(mix / "index.parquet", columns=["shard", "shard_size"]).to_pylist()
+    assert meta["samples"]["intValue"] == len(index)
+    assert meta["bytes"]["intValue"] == sum({r["shard"]: r["shard_size"] for r in index}.values())
+    for k in range(n):
+        mine = [r for r in index if r["shard"] % n == k]
+        row = f"| {k:04d} | {len({r['shard'] for r in mine})} | {len(mine):,} | " \
+              f"{sum({r['shard']: r['shard_size'] for r in mine}.values()):,} |"
+        assert row in meta["by_partition"]["mdStr"]
+    preview = meta["preview"]["mdStr"]
+    first = pq.read_table(mix / "index.parquet", columns=["shard", "id"]).to_pylist()[0]
+    assert first["shard"] == 0 and f"`{first['id']}`" in preview
+    assert "data:image/jpeg;base64," in preview and "**human:**" in preview and "&lt;image&gt;" in preview
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")
 def test_browser_shows_report_table(dagster_server):
@@ -195,7 +237,16 @@ def test_browser_shows_report_table(dagster_server):
         page.screenshot(path=str(ARTIFACTS / "dagster_report_asset.png"), full_page=True)
         got = [[cell.strip() for cell in row.locator("th, td").all_inner_texts()]
                for row in table.first.locator("tr").all()]
+        # the report itself opens from its metadata row: the charts render from their data URIs
+        page.get_by_text("[Show Markdown]").first.click()
+        charts = page.locator("img[src^='data:image/png;base64,']")
+        charts.first.wait_for(timeout=30_000)
+        widths = charts.evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        charts.first.scroll_into_view_if_needed()
+        page.wait_for_timeout(1500)  # the dialog fades in
+        page.screenshot(path=str(ARTIFACTS / "dagster_report_charts.png"), full_page=True)
         browser.close()
+    assert len(widths) == 4 and min(widths) >= 700, widths  # sources, reasons, images, text: full size
     assert got == want
     assert ["laion_gpt4v", "8"] == got[[r[0] for r in got].index("laion_gpt4v")][:2]
     assert (ARTIFACTS / "dagster_report_asset.png").stat().st_size > 10_000

@@ -226,3 +226,73 @@ def test_k8s_executor_variant_loads():
         job = defs.resolve_job_def("demo_stage2_shards_job")
         assert job.executor_def.name == "k8s"
         assert job.partitions_def is not None and len(job.partitions_def.get_partition_keys()) >= 1
+
+
+TABLE_ASSETS = ("selection", "renders", "plan", "index")
+
+
+def test_table_assets_carry_catalog_metadata(dagster_build):
+    """`dagster/row_count` and `dagster/column_schema` on every table asset equal the parquet it wrote;
+    each shard partition's materialization counts its own samples and bytes."""
+    import pyarrow.parquet as pq
+
+    root, results = dagster_build
+    files = {"selection": "selected.parquet", "renders": "renders.parquet", "plan": "plan.parquet",
+             "index": "index.parquet"}
+    recipe = yaml.safe_load(DEMO_RECIPE.read_text())
+    keys = [(f"{m}/{a}", root / "mixes" / m / files[a]) for m in recipe["mixes"] for a in TABLE_ASSETS]
+    keys += [(f"normalized/{s}", root / "normalized" / f"{s}.parquet")
+             for s in dict.fromkeys(s for m in recipe["mixes"].values() for s in m["sources"])]
+    for key, path in keys:
+        meta = materialization(results, key).metadata
+        footer = pq.ParquetFile(path)
+        assert meta["dagster/row_count"].value == footer.metadata.num_rows, key
+        assert [c.name for c in meta["dagster/column_schema"].value.columns] == footer.schema_arrow.names, key
+    index = pq.read_table(root / "mixes" / "demo_stage2" / "index.parquet", columns=["shard", "shard_size"]).to_pylist()
+    n = recipe["mixes"]["demo_stage2"]["partitions"]
+    events = [e.event_specific_data.materialization for r in results for e in r.get_asset_materialization_events()
+              if e.event_specific_data.materialization.asset_key.path == ["demo_stage2", "shards"]]
+    assert sorted(m.partition for m in events) == [f"{k:04d}" for k in range(n)]
+    for m in events:
+        mine = [r for r in index if r["shard"] % n == int(m.partition)]
+        assert m.metadata["samples"].value == len(mine) > 0
+        assert m.metadata["bytes"].value == sum({r["shard"]: r["shard_size"] for r in mine}.values())
+        assert "data:image/jpeg;base64," in m.metadata["preview"].value
+
+
+def test_mix_job_is_one_run_over_everything():
+    """`<mix>_job`: every asset the mix's report needs (sources included), in process, over the whole
+    shard partition range by its own tags — one launch with nothing to fill in."""
+    defs = build_definitions(DEMO_RECIPE, runs=[])
+    graph = defs.resolve_asset_graph()
+    job = defs.resolve_job_def("demo_stage2_job")
+    want = {k for k in dg.AssetSelection.assets(dg.AssetKey(["demo_stage2", "report"])).upstream().resolve(graph)
+            if graph.get(k).is_materializable}
+    assert set(job.asset_layer.executable_asset_keys) == want
+    assert {dg.AssetKey(["normalized", "llava_665k"]), dg.AssetKey(["demo_stage2", "shards"])} <= want
+    keys = job.partitions_def.get_partition_keys()
+    assert job.tags["dagster/asset_partition_range_start"] == keys[0]
+    assert job.tags["dagster/asset_partition_range_end"] == keys[-1]
+    assert job.executor_def.name == "in_process"
+
+
+def test_resources_bind_one_env_var_per_setting(monkeypatch):
+    """Each setting reads one variable, as a `dg.EnvVar` (resolved at run time, shown in the launchpad);
+    the deprecated IMP_DATA_CACHE_DIR still sets the cache directory, with a warning."""
+    from pipelines.resources import resources_from_env
+
+    for name in ("IMP_DATA_ROOT", "IMP_DATA_WORKERS", "HF_ENDPOINT", "IMP_DATA_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = resources_from_env()
+    assert defaults["data_root"].path == "data" and defaults["data_root"].workers == 1
+    monkeypatch.setenv("IMP_DATA_ROOT", "/srv/imp")
+    monkeypatch.setenv("IMP_DATA_WORKERS", "3")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("IMP_DATA_CACHE_DIR", "/tmp/imp-cache")
+    with pytest.warns(DeprecationWarning, match="IMP_DATA_CACHE_DIR"):
+        bound = resources_from_env()
+    monkeypatch.setenv("IMP_DATA_WORKERS", "5")  # EnvVar: read when a run initializes the resource
+    root = bound["data_root"].process_config_and_initialize()
+    assert (root.path, root.workers, root.cache) == ("/srv/imp", 5, "/tmp/imp-cache")
+    assert bound["fetch"].process_config_and_initialize().hf_endpoint == "http://127.0.0.1:9"
+    assert resources_from_env("/elsewhere")["data_root"].path == "/elsewhere"
