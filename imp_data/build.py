@@ -312,7 +312,7 @@ def finalize_mix(ctx: BuildContext, mix: str) -> dict:
 
 @synced("report")
 def report_mix(ctx: BuildContext, mix: str) -> Path:
-    """report.md + charts from stats.json."""
+    """report.md, charts and the dataset card (README.md) from stats.json."""
     from imp_data.report import write_report
     from imp_data.stats import load_stats
 
@@ -323,7 +323,9 @@ def report_mix(ctx: BuildContext, mix: str) -> Path:
         ctx.note("report", mix, redone=0, reused=1, unit="table")
         return lay.report(mix)
     path = write_report(load_stats(lay.mix(mix)), lay.mix(mix))
-    ctx.stamp(unit, fp, [path, *sorted((lay.mix(mix) / "charts").glob("*.png"))])
+    from imp_data.card import CARD
+
+    ctx.stamp(unit, fp, [path, lay.mix(mix) / CARD, *sorted((lay.mix(mix) / "charts").glob("*.png"))])
     ctx.note("report", mix, redone=1, reused=0, unit="table")
     return path
 
