@@ -258,10 +258,17 @@ def test_worker_pool_workers_die_with_a_sigkilled_parent(tmp_path):
     script.write_text(POOL)
     parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        lines = [parent.stdout.readline().split() for _ in range(2)]
-        workers = sorted(int(pid) for pid, _ in lines)
-        assert [mark for _, mark in lines] == ["armed", "armed"], "the caller's initializer ran in each worker"
-        assert len(set(workers)) == 2 and all(alive(pid) for pid in workers)
+        reports, deadline = {}, time.time() + 60
+        while len(reports) < 2 and time.time() < deadline:  # "PID MARK" lines; anything else is not ours
+            line = parent.stdout.readline()
+            if not line:
+                break
+            found = re.fullmatch(r"(\d+) (\S+)", line.strip())
+            if found:
+                reports[int(found[1])] = found[2]
+        workers = sorted(reports)
+        assert list(reports.values()) == ["armed", "armed"], f"the caller's initializer ran in each worker: {reports}"
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()

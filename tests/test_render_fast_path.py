@@ -70,14 +70,16 @@ def test_exif_rotated_source_pads_left_and_right(photo, source):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored landscape, shown portrait (rotate 90 degrees clockwise)
     rotated = _jpeg(photo, exif=exif)
-    out = render_image(rotated)
+    out = render_image(rotated, exif_transpose=True)  # the upright frame when asked (default: the stored one)
     assert (out.orig_width, out.orig_height) == (3000, 4000)
     got = np.asarray(Image.open(io.BytesIO(out.jpeg)).convert("RGB"), dtype=np.int16)
     want = np.asarray(Image.fromarray(_reference(photo).astype(np.uint8)).transpose(Image.Transpose.ROTATE_270),
                       dtype=np.int16)
     diff = np.abs(got - want)
     assert diff[:, :46].max() <= 4 and diff[:, 338:].max() <= 4 and diff[:, 50:334].mean() < 3
-    assert hash_image(rotated)[1] == out.phash
+    assert hash_image(rotated, exif_transpose=True)[1] == out.phash
+    stored = render_image(rotated)
+    assert (stored.orig_width, stored.orig_height) == (4000, 3000) and hash_image(rotated)[1] == stored.phash
 
 
 @pytest.mark.parametrize("resolution, mode", [(64, "pad"), (512, "pad"), (R, "squash"), (R, "expand2square")])
