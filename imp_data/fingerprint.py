@@ -81,6 +81,7 @@ class FileHashes:
                 self.db_path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # a cache: no fsync per insert (a power cut only forgets)
                 conn.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
                              "mtime_ns INTEGER, inode INTEGER, sha256 TEXT)")
             except sqlite3.Error:

@@ -54,8 +54,11 @@ def remove_stale_temps(root: str | Path) -> int:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temp path to write; on success fsync and rename it to `path`, on error remove it.
+
+    `fsync=False` keeps the rename (a reader never sees half a file, whatever the process does) but not
+    durability across a power cut: for cache entries, which are checked before use and can be remade.
 
     Example:
         >>> import tempfile; d = Path(tempfile.mkdtemp())
@@ -68,8 +71,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = tmp_path_for(path)
     try:
         yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -114,11 +114,11 @@ def _render_one(store, image: str, key: str, spec: RenderSpec, cache: Path) -> d
     except Exception as err:  # noqa: BLE001 - anything else one image's bytes set off costs that sample only
         result = {"reason": failed, "detail": " ".join(f"{type(err).__name__}: {err}".split())}
     else:
-        with atomic_path(cache / cache_relpath(key)) as tmp:
+        with atomic_path(cache / cache_relpath(key), fsync=False) as tmp:  # cache: rename-atomic, not fsynced
             tmp.write_bytes(out.jpeg)
         result = {"sha256": out.sha256, "phash": out.phash, "orig_width": out.orig_width,
                   "orig_height": out.orig_height, "width": out.width, "height": out.height}
-    with atomic_path(cache / cache_relpath(key, ".json")) as tmp:  # written last: the render is done
+    with atomic_path(cache / cache_relpath(key, ".json"), fsync=False) as tmp:  # written last: the render is done
         tmp.write_text(dumps_canonical(result), encoding="utf-8")
     return result
 
