@@ -130,8 +130,41 @@ def _run_job(job: RenderJob) -> ChunkResult:
         return _run_chunk(job)
 
 
+_STORES: dict = {"pid": None, "open": {}}  # this process's image stores, reused across its jobs
+
+
+def _open_store(factory: Callable):
+    """The image store for `factory`, kept open across this process's jobs: opening one re-reads every
+    archive's member directory (COCO's zip has 118K names), which per 1024-image job made rendering a
+    large source quadratic. Keyed by the roots and each root file's (size, mtime, inode), so an archive
+    replaced in between is opened afresh; never shared across a fork (the pid is checked)."""
+    import functools
+    import glob
+
+    if _STORES["pid"] != os.getpid():
+        _STORES.update(pid=os.getpid(), open={})
+    if not isinstance(factory, functools.partial) or not factory.args:
+        return factory(), True
+    seen = []
+    for root in factory.args[0]:
+        location = root[1]
+        for path in sorted(glob.glob(location)) if any(c in location for c in "*?[") else [location]:
+            try:
+                st = os.stat(path)
+                seen.append((path, st.st_size, st.st_mtime_ns, st.st_ino))
+            except OSError:
+                seen.append((path, None))
+    key = (factory.func.__qualname__, factory.args, tuple(seen))
+    stores = _STORES["open"]
+    if key not in stores:
+        if len(stores) >= 8:  # a few sources at a time; the oldest goes
+            stores.pop(next(iter(stores))).close()
+        stores[key] = factory()
+    return stores[key], False
+
+
 def _run_chunk(job: RenderJob) -> ChunkResult:
-    store = job.store_factory()
+    store, own = _open_store(job.store_factory)
     spec = RenderSpec.model_validate(job.render)
     cache = Path(job.cache_dir)
     out = ChunkResult(rows=[])
@@ -152,7 +185,8 @@ def _run_chunk(job: RenderJob) -> ChunkResult:
         else:
             row["cache"] = cache_relpath(key)
         out.rows.append(row)
-    store.close()
+    if own:
+        store.close()
     return out
 
 
