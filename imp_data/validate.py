@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import polars as pl
 import yaml
 from PIL import Image
 from pydantic import ValidationError

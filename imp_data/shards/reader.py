@@ -8,7 +8,6 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
 
 from imp_data.errors import ShardError
 from imp_data.io import file_sha256, read_table
