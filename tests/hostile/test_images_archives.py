@@ -344,27 +344,35 @@ def test_a_png_text_chunk_bomb_is_a_reject(roots):
 # ---- through a real build ------------------------------------------------------------------------------
 
 
-def test_demo_build_rejects_hostile_images_and_balances(roots):
-    mirror = roots.data / "mirror"
-    write_mirror(mirror, scale=1, seed=0)
+HOSTILE_IMAGES = {"1400319900X": "image_unsupported", "1400319902X": "image_undecodable",
+                  "1400319901X": "image_outside_root", "000000000103": "image_bomb"}  # LLaVA-665K ids
+
+
+def plant_hostile_images(mirror: Path, data_root: Path) -> Path:
+    """Into a demo mirror: DDS bytes and an undecodable file as OCR-VQA images, a symlink to a file outside
+    every image root, and a zip bomb member in COCO's zip (HOSTILE_IMAGES); returns the outside file."""
     ocr = mirror / "ocr_vqa" / "images"
     (ocr / "1400319900X.jpg").write_bytes(dds())
     (ocr / "1400319902X.jpg").write_bytes(spider_stack_member())
-    secret = roots.data / "secret.jpg"  # inside the data root, outside every image root
+    secret = data_root / "secret.jpg"  # inside the data root, outside every image root
     secret.write_bytes(encode(Image.new("RGB", (40, 30), "orange")))
     (ocr / "1400319901X.jpg").unlink()
     (ocr / "1400319901X.jpg").symlink_to(secret)
     rezip(mirror / "coco" / "train2017.zip", {"train2017/000000000103.jpg": bytes(64 * 2**20)})  # 64 MiB, ~64 KB
+    return secret
+
+
+def test_demo_build_rejects_hostile_images_and_balances(roots):
+    mirror = roots.data / "mirror"
+    write_mirror(mirror, scale=1, seed=0)
+    secret = plant_hostile_images(mirror, roots.data)
 
     build(BuildContext(recipe=load_recipe(REPO / "manifests" / "demo.yaml"), data_root=roots.data, progress=False))
 
     mix = roots.data / "mixes" / "demo_stage2"
     rejects = pl.read_parquet(mix / "rejects.parquet").filter(pl.col("stage") == "render")
     reasons = dict(zip(rejects["id"], rejects["reason"]))
-    assert reasons["llava_665k/1400319900X"] == "image_unsupported"
-    assert reasons["llava_665k/1400319902X"] == "image_undecodable"
-    assert reasons["llava_665k/1400319901X"] == "image_outside_root"
-    assert reasons["llava_665k/000000000103"] == "image_bomb"
+    assert {i: reasons.get(f"llava_665k/{i}") for i in HOSTILE_IMAGES} == HOSTILE_IMAGES
     renders = pl.read_parquet(mix / "renders.parquet")
     assert hashlib.sha256(secret.read_bytes()).hexdigest() not in renders["sha256"].to_list()
     for name in ("demo_stage1", "demo_stage2"):  # every record is in a shard or in rejects, exactly once

@@ -305,18 +305,9 @@ def test_build_over_a_mirror_with_every_bad_record(roots):
     pq.write_table(table, laion_path, row_group_size=4, compression="zstd")
     corrupt(laion_path, 1, "caption")
     # and the image cases, in the same build (tests/hostile/test_images_archives.py has them one by one)
-    from PIL import Image
+    from tests.hostile.test_images_archives import HOSTILE_IMAGES, plant_hostile_images
 
-    from tests.hostile.test_images_archives import dds, encode, rezip, spider_stack_member
-
-    ocr = mirror / "ocr_vqa" / "images"
-    (ocr / "1400319900X.jpg").write_bytes(dds())
-    (ocr / "1400319902X.jpg").write_bytes(spider_stack_member())
-    secret = roots.data / "secret.jpg"  # inside the data root, outside every image root
-    secret.write_bytes(encode(Image.new("RGB", (40, 30), "orange")))
-    (ocr / "1400319901X.jpg").unlink()
-    (ocr / "1400319901X.jpg").symlink_to(secret)
-    rezip(mirror / "coco" / "train2017.zip", {"train2017/000000000103.jpg": bytes(64 * 2**20)})  # a bomb
+    plant_hostile_images(mirror, roots.data)
     recipe = load_recipe(DEMO_RECIPE)
     recipe = recipe.model_copy(update={"limits": Limits(max_record_bytes=2**20)})
 
@@ -336,8 +327,7 @@ def test_build_over_a_mirror_with_every_bad_record(roots):
                 ("llava_665k", f"@{name}:{n + 4}", "record_too_large"),
                 ("ai2d", "@questions/99.png.json", "record_too_deep"), ("ai2d", "98.png-0", "bad_unicode"),
                 *{("laion_gpt4v", sid, "corrupt_row") for sid in table["message_id"].to_pylist()[4:8]},
-                ("llava_665k", "1400319900X", "image_unsupported"), ("llava_665k", "1400319902X", "image_undecodable"),
-                ("llava_665k", "1400319901X", "image_outside_root"), ("llava_665k", "000000000103", "image_bomb")}
+                *{("llava_665k", sid, reason) for sid, reason in HOSTILE_IMAGES.items()}}
     assert expected <= rejects, expected - rejects
     ids = pl.read_parquet(layout.index("demo_stage2"))["id"].to_list()
     assert len(ids) == len(set(ids))
