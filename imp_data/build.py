@@ -334,25 +334,6 @@ def report_mix(ctx: BuildContext, mix: str) -> Path:
 # the whole flow (CLI)
 
 
-def reconciliation_rows(ctx: BuildContext, counts: dict) -> list[dict]:
-    """Per mix and source: read = rejected + normalized, and normalized = dropped by rule + available."""
-    from imp_data.mix.select import select_columns, select_source
-
-    rows = []
-    for mix, spec in ctx.recipe.mixes.items():
-        for source, share in spec.sources.items():
-            if source not in counts:
-                continue
-            c = counts[source]
-            frame = pl.read_parquet(ctx.layout.normalized(source), columns=select_columns(share))
-            sel = select_source(frame, source, share, ctx.recipe.seed)
-            rows.append({"mix": mix, "source": source, "read": c.read, "rejected": sum(c.rejected.values()),
-                         "normalized": c.normalized, "dropped": sel.dropped_counts, "available": sel.taken.height,
-                         "balanced": c.read == c.normalized + sum(c.rejected.values())
-                         and c.normalized == sel.taken.height + sum(sel.dropped_counts.values())})
-    return rows
-
-
 def build_mix(ctx: BuildContext, mix: str, until: str | None = None) -> dict | None:
     """select -> render -> dedup -> plan -> shards -> report for one mix (stopping after `until`)."""
     from imp_data.progress import progress_bar
@@ -397,6 +378,8 @@ def build(ctx: BuildContext, *, sources: list[str] | None = None, until: str | N
     result = {"counts": counts, "mixes": {}, "rows": []}
     if until == "fetch":
         return result
+    from imp_data.mix.select import reconciliation_rows
+
     result["rows"] = reconciliation_rows(ctx, counts)
     if until == "normalized" or sources:
         return result  # --sources fetches and normalizes just those; mixes need all their sources

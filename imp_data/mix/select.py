@@ -91,3 +91,20 @@ def select_source(frame: pl.DataFrame, source: str, spec: MixSource, seed: int) 
         rest = ranked.head(spec.take).drop("_rank")
     sel.taken = rest.sort("order")
     return sel
+
+
+def reconciliation_rows(ctx, counts: dict) -> list[dict]:
+    """Per mix and source: read = rejected + normalized, and normalized = dropped by rule + available."""
+    rows = []
+    for mix, spec in ctx.recipe.mixes.items():
+        for source, share in spec.sources.items():
+            if source not in counts:
+                continue
+            c = counts[source]
+            frame = pl.read_parquet(ctx.layout.normalized(source), columns=select_columns(share))
+            sel = select_source(frame, source, share, ctx.recipe.seed)
+            rows.append({"mix": mix, "source": source, "read": c.read, "rejected": sum(c.rejected.values()),
+                         "normalized": c.normalized, "dropped": sel.dropped_counts, "available": sel.taken.height,
+                         "balanced": c.read == c.normalized + sum(c.rejected.values())
+                         and c.normalized == sel.taken.height + sum(sel.dropped_counts.values())})
+    return rows
