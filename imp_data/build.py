@@ -2,7 +2,7 @@
 
 Each stage reads the files the previous one wrote and writes its own atomically, so any stage can be
 rerun alone (a Dagster asset materialization) and a crashed build resumes. `build()` chains them for
-the CLI. Paths follow DESIGN §4; `Layout` (imp_data.layout) is the one place that spells them. With a
+the CLI. Paths follow docs/design.md §4; `Layout` (imp_data.layout) is the one place that spells them. With a
 data root in object storage, `@synced` pulls each stage's inputs and pushes its outputs.
 
 Every unit of work is fingerprinted (imp_data.fingerprint) from the recipe fields its stage reads

@@ -256,7 +256,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="imp-data",
         description="Build the Imp training mixes reproducibly (fetch -> normalize -> select -> render -> "
-        "shards -> report), train on them, and evaluate. Outputs follow DESIGN §4 under the data root.",
+        "shards -> report), train on them, and evaluate. Outputs follow docs/design.md §4 under the data root.",
     )
     p.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}",

@@ -19,7 +19,7 @@ of an image at the pixel cap (`limits.max_image_pixels`): the decode itself, plu
 conversion and torch's resize run in bands of rows over images past `LARGE_PIXELS` (pixel for pixel the
 same bytes), and `expand2square` shrinks an image whose padded square would pass `MAX_SQUARE_SIDE` first.
 
-Geometry (DESIGN §4, TRAINING §1):
+Geometry (docs/design.md §4, docs/training.md §1):
 - `pad` (default, the paper's resize-then-pad): longer side -> resolution (aspect kept, the other side
   `max(1, round(side * scale))`), bicubic, pasted at floor offsets `(R - new) // 2` on an R x R canvas of
   `fill`.

@@ -1,4 +1,4 @@
-"""Where every output of a build lives under the data root (DESIGN §4): the one place that spells paths.
+"""Where every output of a build lives under the data root (docs/design.md §4): the one place that spells paths.
 
 Source and mix names come from a recipe; each folder or file named after one is checked to stay under
 its layout folder (`imp_data.paths.contained`), so a name can never place a build's output elsewhere.

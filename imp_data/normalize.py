@@ -286,7 +286,7 @@ def add_text_stats(table: pa.Table) -> pa.Table:
 
 
 def row_to_sample_dict(row: dict) -> dict:
-    """A normalized parquet row back to the canonical sample dict (DESIGN §3)."""
+    """A normalized parquet row back to the canonical sample dict (docs/design.md §3)."""
     return {"id": row["id"], "source": row["source"], "source_id": row["source_id"], "image": row["image"],
             "conversations": [{"from": t["from"], "value": t["value"]} for t in row["conversations"]],
             "meta": json.loads(row["meta"]) if row["meta"] else {}}

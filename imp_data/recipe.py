@@ -99,7 +99,7 @@ class ImageRoot(_Strict):
 
 
 class RenderSpec(_Strict):
-    """How images are rendered into shards (DESIGN §4)."""
+    """How images are rendered into shards (docs/design.md §4)."""
 
     resolution: Int = Field(default=384, ge=8, le=4096, description="Side of the square output in pixels.")
     mode: ImageMode = Field(default="pad", description="pad = resize-then-pad (paper); squash; expand2square.")

@@ -1,7 +1,7 @@
 """The canonical sample: the one contract every stage reads and writes.
 
 LLaVA's conversation format (so any LLaVA-family trainer can read our output), made strict: the models
-reject what DESIGN §3 forbids instead of repairing it, so an adapter must either apply a documented repair
+reject what docs/design.md §3 forbids instead of repairing it, so an adapter must either apply a documented repair
 or emit a `Reject`. `schemas/*.schema.json` are generated from these models (`imp-data schemas`).
 """
 
@@ -87,7 +87,7 @@ class Turn(BaseModel):
 
 
 class Sample(BaseModel):
-    """A training record in canonical form (DESIGN §3)."""
+    """A training record in canonical form (docs/design.md §3)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_conversation_rules({"type": "string"}))
 
@@ -182,7 +182,7 @@ def _json_meta(meta: dict[str, Any]) -> dict[str, Any]:
 def conversation_problems(
     sample_id: str, source: str, source_id: str, image: str | None, turns: list[tuple[str, str]]
 ) -> list[tuple[str, str]]:
-    """Every broken DESIGN §3 rule as (reason code, message); empty when the sample is valid."""
+    """Every broken docs/design.md §3 rule as (reason code, message); empty when the sample is valid."""
     problems: list[tuple[str, str]] = []
     base = f"{source}/{source_id}"
     if sample_id != base and not (sample_id.startswith(base) and _REPEAT_RE.fullmatch(sample_id[len(base):])):
@@ -311,7 +311,7 @@ MetaText = Annotated[Json[Meta], WithJsonSchema({
 
 
 class ShardRecord(BaseModel):
-    """A shard member `KEY.json`: the sample plus its key, mix and lineage (DESIGN §4)."""
+    """A shard member `KEY.json`: the sample plus its key, mix and lineage (docs/design.md §4)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_conversation_rules(
         {"type": "object"}, id={"minLength": 3}, source={"pattern": SOURCE_NAME_RE}, source_id={"minLength": 1},

@@ -1,4 +1,4 @@
-"""Tiny mixes written to the shard contract (DESIGN §4, common contract): tars + index.parquet +
+"""Tiny mixes written to the shard contract (docs/design.md §4, common contract): tars + index.parquet +
 shards/index.wids.json, for the loader tests and bench/loader.py.
 
 The tar bytes come from the real writer (`imp_data.shards.writer.write_shard`: fixed mtime/uid/gid/mode,
@@ -47,7 +47,7 @@ def solid(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 def make_samples(n: int, *, seed: int = 0, text_only_every: int = 3, size: tuple[int, int] = (48, 32),
                  source: str = "synth") -> list[dict]:
-    """`n` canonical samples (DESIGN §3) plus their image bytes under "image_bytes" (None for text-only).
+    """`n` canonical samples (docs/design.md §3) plus their image bytes under "image_bytes" (None for text-only).
 
     Every `text_only_every`-th sample is text-only; answers vary in length so modality lengths differ.
     """

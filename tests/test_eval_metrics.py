@@ -1,4 +1,4 @@
-"""imp_data.eval.metrics against the official behaviours EVAL.md quotes, asserted literally: the vqaEval
+"""imp_data.eval.metrics against the official behaviours docs/eval.md quotes, asserted literally: the vqaEval
 normalisation pairs (§3.4-§3.6), VQAv2 floats bit for bit (§3.2), the EvalAI processor (§4), TextVQA (§8.3),
 the POPE parse and metrics with pairing by id (§9), the ScienceQA parser table (§7.2), GQA (§5), MME acc+
 (§10), circular MMBench (§11) and the zero-denominator departures (§15.9).

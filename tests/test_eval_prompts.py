@@ -1,4 +1,4 @@
-"""Prompts exactly as LLaVA's generation modules build them (EVAL §2.2, §3-§11), from fixture records in
+"""Prompts exactly as LLaVA's generation modules build them (docs/eval.md §2.2, §3-§11), from fixture records in
 the published layouts, for every split: the short-answer suffix, VizWiz's unanswerable suffix, TextVQA's
 reference OCR tokens (and eval_textvqa's prompt parse that finds its annotation), ScienceQA's context and
 options with the optional letter suffix, MMBench's hint/options with pandas' NaN rules, MME in both folder

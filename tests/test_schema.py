@@ -1,4 +1,4 @@
-"""Schema rules of DESIGN §3 — each rule with a passing and a failing example — and schema-file drift.
+"""Schema rules of docs/design.md §3 — each rule with a passing and a failing example — and schema-file drift.
 
 Run: pytest tests/test_schema.py
 """

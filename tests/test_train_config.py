@@ -1,5 +1,5 @@
 """Run recipes (manifests/runs/*.yaml) and their config: every shipped recipe validates; the Imp-3B
-recipes carry TRAINING §4's hyper-parameters; `--set` overrides apply; `validate()` reports every problem
+recipes carry docs/training.md §4's hyper-parameters; `--set` overrides apply; `validate()` reports every problem
 at once; the optimizer has LLaVATrainer's groups and HF's warmup + cosine schedule.
 
 Run: pytest tests/test_train_config.py

@@ -1,4 +1,4 @@
-"""Imp's templates and label masks (TRAINING §2-3), checked against hand-computed token and label lists.
+"""Imp's templates and label masks (docs/training.md §2-3), checked against hand-computed token and label lists.
 
 The expectations use a word-level tokenizer built here with GPT-2's byte-level pre-tokenizer, so every
 token is predictable ("Ġ" marks a leading space, "Ċ" a newline) while the token boundaries behave like

@@ -92,7 +92,7 @@ def write_benchmark_fixtures(out: Path, seed: int = 0) -> dict[str, Path]:
         {"question_id": i, "image": f"VizWiz_test_{i:08d}.jpg", "text": f"{q}\n{VIZWIZ_SUFFIX}"}
         for i, (q, _, _) in enumerate(qs[:2])])
 
-    # LLaVA's TextVQA question_id is the image id; annotations are found by (image_id, question) (EVAL §8.2)
+    # LLaVA's TextVQA question_id is the image id; annotations are found by (image_id, question) (docs/eval.md §8.2)
     _jsonl(roots["textvqa"] / "llava_textvqa_val_v051_ocr.jsonl", [
         {"question_id": f"{i:016x}", "image": f"{i:016x}.jpg",
          "text": f"What does the sign say?\nReference OCR token: open, {i}\n{SHORT}"} for i in range(2)])

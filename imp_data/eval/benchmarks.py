@@ -1,6 +1,6 @@
 """The paper's benchmarks, read from their published files: one loader per benchmark split -> EvalItems.
 
-Each loader reads LLaVA's eval question files (prompt suffixes already inside, EVAL §2.2) plus the
+Each loader reads LLaVA's eval question files (prompt suffixes already inside, docs/eval.md §2.2) plus the
 official annotations, from `ROOT/<benchmark>/` laid out as LLaVA's `playground/data/eval/<benchmark>`:
 
   vqav2/      llava_vqav2_mscoco_val.jsonl + v2_mscoco_val2014_annotations.json + val2014/ (scored here);
@@ -15,7 +15,7 @@ official annotations, from `ROOT/<benchmark>/` laid out as LLaVA's `playground/d
               side by side, or in images/ + questions_answers_YN/)
 
 The model sees `EvalItem.prompt` = "<image>\\n" + the question text, exactly as LLaVA's generation modules
-build it; the answer file records `logged_prompt` and `question_id` as those modules do (EVAL §2.4).
+build it; the answer file records `logged_prompt` and `question_id` as those modules do (docs/eval.md §2.4).
 The lmms-lab Hub parquet copies of the same benchmarks are read into the same items by `imp_data.eval.lmms`.
 `list_images(name, root)` lists a benchmark's images (name, bytes) for decontamination: the image files of
 this layout and the images embedded in lmms-lab parquet files, whichever are under `root`.
@@ -70,7 +70,7 @@ class EvalItem:
 
 
 def _question(benchmark: str, where: str, q: dict, image_dir: Path, **kwargs) -> EvalItem:
-    """A model_vqa_loader question: `<image>\\n` + the file's text, verbatim (EVAL §2.2)."""
+    """A model_vqa_loader question: `<image>\\n` + the file's text, verbatim (docs/eval.md §2.2)."""
     qid, text = _get(q, "question_id", where), _get(q, "text", where)
     kwargs.setdefault("qid", str(qid))
     return EvalItem(benchmark, prompt="<image>\n" + text, image_path=image_dir / _get(q, "image", where),
@@ -96,7 +96,7 @@ def load_vqav2(root: Path) -> list[EvalItem]:
 
 
 def load_vqav2_testdev(root: Path) -> list[EvalItem]:
-    """VQAv2 test-dev (EVAL §3.1): no answers here; EvalAI scores the upload."""
+    """VQAv2 test-dev (docs/eval.md §3.1): no answers here; EvalAI scores the upload."""
     return [_question("vqav2", where, q, root / "test2015")
             for where, q in read_jsonl(root / "llava_vqav2_mscoco_test-dev2015.jsonl")]
 
@@ -113,7 +113,8 @@ def load_gqa(root: Path) -> list[EvalItem]:
 
 
 def load_vizwiz(root: Path) -> list[EvalItem]:
-    """VizWiz val from the official annotations, with lmms-eval's suffix (EVAL §6; the paper's split is test)."""
+    """VizWiz val from the official annotations, with lmms-eval's suffix (docs/eval.md §6; the paper's split is
+    test)."""
     items = []
     for k, a in enumerate(_json(root / "val.json")):
         where = f"{root / 'val.json'} record {k}"
@@ -124,7 +125,7 @@ def load_vizwiz(root: Path) -> list[EvalItem]:
 
 
 def load_vizwiz_test(root: Path) -> list[EvalItem]:
-    """VizWiz test (EVAL §6): LLaVA's `llava_test.jsonl`; EvalAI scores the upload."""
+    """VizWiz test (docs/eval.md §6): LLaVA's `llava_test.jsonl`; EvalAI scores the upload."""
     return [_question("vizwiz", where, q, root / "test") for where, q in read_jsonl(root / "llava_test.jsonl")]
 
 
@@ -152,7 +153,7 @@ def textvqa_question(prompt: str) -> str:
 
 def load_textvqa(root: Path) -> list[EvalItem]:
     """TextVQA val. LLaVA's `question_id` is the image id; annotations are found as eval_textvqa.py does, by
-    (image_id, question recovered from the prompt and lower-cased) (EVAL §8.1-8.2)."""
+    (image_id, question recovered from the prompt and lower-cased) (docs/eval.md §8.1-8.2)."""
     ann_path = root / "TextVQA_0.5.1_val.json"
     gold = {(d["image_id"], d["question"].lower()): d for d in _json(ann_path)["data"]}
     items = []
@@ -190,7 +191,7 @@ def load_pope(root: Path) -> list[EvalItem]:
 def load_scienceqa(root: Path, single_pred_prompt: bool = False) -> list[EvalItem]:
     """ScienceQA-IMG test: the CQM-A question file, scored against problems.json (image questions only).
 
-    model_vqa_science strips the stored question and records the `<image>` line in its prompt (EVAL §7.1).
+    model_vqa_science strips the stored question and records the `<image>` line in its prompt (docs/eval.md §7.1).
     Imp's sqa.sh omits `--single-pred-prompt` (LLaVA passes it): the default follows Imp."""
     problems_path = root / "problems.json"
     problems = _json(problems_path)
@@ -211,7 +212,7 @@ def load_scienceqa(root: Path, single_pred_prompt: bool = False) -> list[EvalIte
 
 
 def mmbench_question(row: dict) -> tuple[str, list]:
-    """model_vqa_mmbench's question (EVAL §11): hint, question, options A-D up to the first missing one.
+    """model_vqa_mmbench's question (docs/eval.md §11): hint, question, options A-D up to the first missing one.
 
     Returns:
         (question text without "<image>", the options).
@@ -273,7 +274,7 @@ def _mme_answers(folder: Path, stem: str, where: str) -> list[tuple[str, str]]:
 def load_mme(root: Path) -> list[EvalItem]:
     """MME: LLaVA's question file (its question_id is `<category>/<image file>`), the gold answer from the
     official per-image txt. The jsonl's question may lack the txt's " Please answer yes or no." (lmms-eval
-    strips it, EVAL §10), so the lookup tries both spellings."""
+    strips it, docs/eval.md §10), so the lookup tries both spellings."""
     base = root / "MME_Benchmark_release_version"
     items = []
     for where, q in read_jsonl(root / "llava_mme.jsonl"):

@@ -12,7 +12,7 @@ repo_type="dataset", local_dir=ROOT/<benchmark>)` writes it; each split is the f
   mmbench/    lmms-lab/MMBench      en/dev-*.parquet
   mme/        lmms-lab/MME          data/test-*.parquet
 
-The prompts are the ones LLaVA's question files hold (EVAL §2-§11), rebuilt from the columns: the
+The prompts are the ones LLaVA's question files hold (docs/eval.md §2-§11), rebuilt from the columns: the
 short-answer suffix, VizWiz's unanswerable line, TextVQA's "Reference OCR token:" line, ScienceQA's
 Context/question/options, MMBench's hint and options (`benchmarks.mmbench_question`), MME's question without
 " Please answer yes or no." (lmms-eval's `replace_prompt`). Where the lmms-lab copy carries the LLaVA file's
@@ -80,7 +80,7 @@ def _strings(row: dict, column: str, where: str, key: str | None = None) -> list
 
 
 def _short(bench: str, qid: str, question: str, image, suffix: str = SHORT, **kwargs) -> EvalItem:
-    """A model_vqa_loader question whose file text is `{question}\\n{suffix}` (EVAL §2.2)."""
+    """A model_vqa_loader question whose file text is `{question}\\n{suffix}` (docs/eval.md §2.2)."""
     text = f"{question}\n{suffix}"
     return EvalItem(bench, qid, "<image>\n" + text, image_loader=image, logged_prompt=text, **kwargs)
 

@@ -1,9 +1,9 @@
-"""Benchmark metrics reproducing the official scripts bit for bit, quirks included (EVAL.md §3-§11, §15).
+"""Benchmark metrics reproducing the official scripts bit for bit, quirks included (docs/eval.md §3-§11, §15).
 
 Every function is pure. The one design choice: official behaviour is kept exactly on well-formed input (the
 VQAEval unanimity shortcut, the 32-period cap, POPE's token parse, ScienceQA's regex with its any-character
 dot, float sums in annotation order), and the project departs only where the official code crashes or relies
-on file order (EVAL §15.9):
+on file order (docs/eval.md §15.9):
 
 1. POPE pairs predictions and labels by question id (`pope_metrics_by_id`); unequal lengths are a ValueError
    instead of `zip` truncation.
@@ -36,7 +36,7 @@ _MMB_REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't proc
 
 
 def _ratio(num: float, den: float) -> float:
-    """num/den, or 0.0 where the official code would raise ZeroDivisionError (EVAL §15.9 item 2)."""
+    """num/den, or 0.0 where the official code would raise ZeroDivisionError (docs/eval.md §15.9 item 2)."""
     return num / den if den else 0.0
 
 
@@ -195,7 +195,7 @@ def pope_metrics_by_id(preds: dict, labels: dict) -> dict[str, float]:
     missing, extra = set(labels) - set(preds), set(preds) - set(labels)
     if missing or extra:
         raise ValueError(f"POPE ids do not match: no prediction for {sorted(missing, key=str)[:5]}, "
-                         f"no label for {sorted(extra, key=str)[:5]}; check the join key (EVAL §9.5)")
+                         f"no label for {sorted(extra, key=str)[:5]}; check the join key (docs/eval.md §9.5)")
     ids = list(labels)
     return pope_metrics([preds[i] for i in ids], [labels[i] for i in ids])
 

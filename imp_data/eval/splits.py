@@ -4,12 +4,12 @@ One `Split` per (benchmark, split). A split is found under `ROOT/<benchmark>/` b
 (`imp_data.eval.benchmarks`) or, for the splits lmms-lab publishes on the Hugging Face Hub, by that repo's
 parquet files as `huggingface_hub.snapshot_download` writes them (`imp_data.eval.lmms.LAYOUTS`), so the job
 runs whatever is laid out. When a folder holds both layouts of a split, the LLaVA one is read: it is the
-reference the numbers are defined on (EVAL §2.1). Server-scored splits (VQAv2 test-dev, VizWiz test, MMBench
+reference the numbers are defined on (docs/eval.md §2.1). Server-scored splits (VQAv2 test-dev, VizWiz test, MMBench
 test) produce the upload file instead of a number; MMBench dev is scored here and converted for the server as
-well, since the paper's MMB number is the server's (EVAL §11, §14); from an lmms-lab copy, which has no TSV to
+well, since the paper's MMB number is the server's (docs/eval.md §11, §14); from an lmms-lab copy, which has no TSV to
 copy the upload's columns from, it is only scored.
 
-Decoding follows LLaVA (EVAL §2.3): greedy, `max_new_tokens` 128 for the `model_vqa_loader` benchmarks and
+Decoding follows LLaVA (docs/eval.md §2.3): greedy, `max_new_tokens` 128 for the `model_vqa_loader` benchmarks and
 1024 for ScienceQA (`model_vqa_science`) and MMBench (`model_vqa_mmbench`); the answer ends at the
 template's stop string. The job caps the defaults at the run's `model_max_length` (a model trained on
 shorter sequences has nothing sensible to add past them); explicit overrides are taken as given.
@@ -26,7 +26,8 @@ from imp_data.eval import benchmarks as b
 from imp_data.eval import lmms
 from imp_data.eval import submission as s
 
-STOP_STRINGS = {"phi2": "</s>", "plain": "\n"}  # conv.sep2 for phi2/vicuna_v1, conv.sep for plain (TRAINING §3.1)
+# conv.sep2 for phi2/vicuna_v1, conv.sep for plain (docs/training.md §3.1)
+STOP_STRINGS = {"phi2": "</s>", "plain": "\n"}
 LOADER_TOKENS, LONG_TOKENS = 128, 1024
 
 
@@ -60,7 +61,7 @@ def _vqav2(answers: Path, root: Path, out: Path) -> dict:
     test2015 = root / "llava_vqav2_mscoco_test2015.jsonl"
     if not test2015.is_file():
         raise ImpDataError(f"{test2015}: missing — the VQAv2 upload covers the full test2015 question list "
-                           "(EVAL §3.1)")
+                           "(docs/eval.md §3.1)")
     return s.write_vqav2_upload(answers, test2015, out / "vqav2_testdev.json")
 
 

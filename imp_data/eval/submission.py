@@ -1,4 +1,4 @@
-"""Answer files and server uploads in the formats LLaVA writes them (EVAL §2.4, §3.1, §6, §11).
+"""Answer files and server uploads in the formats LLaVA writes them (docs/eval.md §2.4, §3.1, §6, §11).
 
 `write_answers` writes the generation modules' answer jsonl (`question_id, prompt, text, answer_id, model_id,
 metadata`; MMBench adds `round_id, options, option_char`). The upload writers read such a file back, as
@@ -56,7 +56,7 @@ def answer_id(*parts) -> str:
 
 
 def answer_line(item: EvalItem, text: str, model_id: str) -> dict:
-    """One answer line as the benchmark's LLaVA generation module writes it (EVAL §2.4)."""
+    """One answer line as the benchmark's LLaVA generation module writes it (docs/eval.md §2.4)."""
     qid = item.question_id if item.question_id is not None else item.qid
     prompt = item.logged_prompt if item.logged_prompt is not None else item.prompt.removeprefix("<image>\n")
     aid = answer_id(model_id, item.benchmark, item.qid)

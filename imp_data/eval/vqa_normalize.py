@@ -1,5 +1,5 @@
 """The answer normalisation of the official VQAv2 evaluator (`vqaEval.py`) and of LLaVA's EvalAI
-answer processor (`m4c_evaluator.py`), quirks included (EVAL §3.3-§3.4, §4.1): the 21-character
+answer processor (`m4c_evaluator.py`), quirks included (docs/eval.md §3.3-§3.4, §4.1): the 21-character
 punctuation list with its "original string has a space next to it" test, the digit-comma-digit trigger,
 the period rule whose look-behind typo makes only "not followed by a digit" count and whose `count`
 argument caps removals at 32, number words, articles, and the contraction table with its oddities.
@@ -46,7 +46,7 @@ CONTRACTIONS = {
 
 
 def process_punctuation(text: str, *, comma_trigger: bool = True) -> str:
-    """vqaEval's processPunctuation (EVAL §3.3).
+    """vqaEval's processPunctuation (docs/eval.md §3.3).
 
     Each listed character is deleted when the *original* text has it next to a space (or the digit-comma-digit
     trigger fires), else replaced by a space; then at most 32 periods not followed by a digit are removed.
@@ -70,7 +70,7 @@ def process_punctuation(text: str, *, comma_trigger: bool = True) -> str:
 
 
 def process_digit_article(text: str) -> str:
-    """vqaEval's processDigitArticle (EVAL §3.4): lowercase, whitespace split, number words, drop articles,
+    """vqaEval's processDigitArticle (docs/eval.md §3.4): lowercase, whitespace split, number words, drop articles,
     contractions, single-space join.
 
     Example:
@@ -86,5 +86,5 @@ def process_digit_article(text: str) -> str:
 
 
 def pre_step(text: str) -> str:
-    """vqaEval's whitespace pre-step (EVAL §3.2 step 1): tab and newline to space, then Unicode strip."""
+    """vqaEval's whitespace pre-step (docs/eval.md §3.2 step 1): tab and newline to space, then Unicode strip."""
     return text.replace("\n", " ").replace("\t", " ").strip()

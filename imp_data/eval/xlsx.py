@@ -1,5 +1,5 @@
 """The one-sheet .xlsx of the MMBench upload, written with openpyxl as LLaVA's converter writes it
-(`DataFrame.to_excel(engine="openpyxl")`, EVAL §11), and read back with it for the tests.
+(`DataFrame.to_excel(engine="openpyxl")`, docs/eval.md §11), and read back with it for the tests.
 
 What is added to openpyxl is reproducibility: openpyxl stamps the workbook's `modified` property and every
 zip entry with the clock, so the same table would give other bytes each second. Here the properties and

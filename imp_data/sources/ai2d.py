@@ -1,4 +1,4 @@
-"""AI2D diagrams (`questions/<imageName>.json`, allenai.org/data/diagrams), SOURCES §8.
+"""AI2D diagrams (`questions/<imageName>.json`, allenai.org/data/diagrams), docs/sources.md §8.
 
 One small JSON file per diagram: `questions` is a dict keyed by the question text; `correctAnswer`
 indexes `answerTexts` (one mirror stores it as a string such as "1": coerced with `int`); `abcLabel`

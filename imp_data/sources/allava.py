@@ -1,4 +1,4 @@
-"""ALLaVA-4V (HF FreedomIntelligence/ALLaVA-4V), SOURCES §11: records are LLaVA format already; LAION
+"""ALLaVA-4V (HF FreedomIntelligence/ALLaVA-4V), docs/sources.md §11: records are LLaVA format already; LAION
 records carry `original_caption` and `url`, kept in `meta` (they are how MGM repaired renamed images).
 Default files are the Instruct LAION + VFLAN json of the ~708K release; Caption files share the same
 images, so sampling both would duplicate images."""

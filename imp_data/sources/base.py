@@ -110,7 +110,7 @@ def qa_conversation(pairs: list[tuple[str, str]], *, with_image: bool, suffix: s
     """Questions and answers about one image as a LLaVA multi-turn conversation.
 
     The format suffix goes on the first question only and `<image>` leads the first turn, as in
-    LLaVA-1.5's merged VQA records (SOURCES §2, TRAINING §5.2).
+    LLaVA-1.5's merged VQA records (docs/sources.md §2, docs/training.md §5.2).
 
     Example:
         >>> qa_conversation([("Q1?", "a"), ("Q2?", "b")], with_image=True, suffix="Answer briefly.")[0]

@@ -1,4 +1,4 @@
-"""ChartQA (`ChartQA Dataset/train/train_{human,augmented}.json`, GitHub vis-nlp/ChartQA), SOURCES §5.
+"""ChartQA (`ChartQA Dataset/train/train_{human,augmented}.json`, GitHub vis-nlp/ChartQA), docs/sources.md §5.
 
 A top-level list of `{imgname, query, label}`; `label` is a string whose artefacts are kept as published
 (`"44362"` Excel date serials, `"[63, 26]"`), because "fixing" them would be guessing. Images are

@@ -1,4 +1,4 @@
-"""DocVQA (`train/train_v1.0_withQT.json`, RRC ch. 17), SOURCES §6.
+"""DocVQA (`train/train_v1.0_withQT.json`, RRC ch. 17), docs/sources.md §6.
 
 The top level is an object whose `data` list holds the questions (streamed, other keys skipped).
 `answers` lists several acceptable answers, chosen by the `answer_choice` rule; `image` is

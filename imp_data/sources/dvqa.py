@@ -1,4 +1,4 @@
-"""DVQA bar-chart QA (`train_qa.json`, GitHub kushalkafle/DVQA_dataset via Google Drive), SOURCES §4.
+"""DVQA bar-chart QA (`train_qa.json`, GitHub kushalkafle/DVQA_dataset via Google Drive), docs/sources.md §4.
 
 The real keys differ from the README: `question, question_id (int), template_id, answer, image,
 answer_bbox` (no `question_type`, `answer_bbox` not `bbox_answer`). Images are `bar_train_XXXXXXXX.png`

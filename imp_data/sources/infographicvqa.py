@@ -1,4 +1,4 @@
-"""InfographicVQA (`infographicVQA_train_v1.0.json`, RRC ch. 17), SOURCES §7.
+"""InfographicVQA (`infographicVQA_train_v1.0.json`, RRC ch. 17), docs/sources.md §7.
 
 Same `{"data": [...]}` shape as DocVQA, but the image is `image_local_name` (a bare `NNNNN.jpeg`). Some
 code spells the file `infographicsVQA_…`, so the default file is the glob `infographic*VQA_train_v1.0.json`

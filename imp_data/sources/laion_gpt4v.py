@@ -1,4 +1,4 @@
-"""LAION-GPT-V (`data/train-*.parquet`, HF laion/gpt4v-dataset), SOURCES §10.
+"""LAION-GPT-V (`data/train-*.parquet`, HF laion/gpt4v-dataset), docs/sources.md §10.
 
 Columns `link, caption, message_id, timestamp, image` (`image` is null: URLs only), read in batches.
 There is no instruction text, so the human turn is a caption request drawn from a fixed pool by a keyed
@@ -26,7 +26,7 @@ from imp_data.sources.base import Adapter, Candidate, Problem, Record, native_id
 
 # ALLaVA's 15 caption instructions, verbatim and in file order (GitHub FreedomIntelligence/ALLaVA
 # prompts/instructions_for_captions.txt @ ffb7c75): GPT-4V captions requested the way ALLaVA's own
-# Caption-LAION records were (SOURCES §10 recommends this pool).
+# Caption-LAION records were (docs/sources.md §10 recommends this pool).
 CAPTION_PROMPTS = [
     "Write a comprehensive caption for the image provided.",
     "Can you help me understand the image by providing a detailed caption?",
@@ -56,7 +56,7 @@ class LaionOptions(BaseModel):
     prompts: list[str] = Field(
         default=CAPTION_PROMPTS, min_length=1,
         description="Caption requests; one is picked per row by a keyed hash of message_id. Default: ALLaVA's "
-        "15 caption instructions (the dataset has no instruction text; SOURCES §10).")
+        "15 caption instructions (the dataset has no instruction text; docs/sources.md §10).")
     prompt_key: str = Field(
         default="imp-laion", max_length=16,
         description="Key of the hash that picks a row's prompt (blake2b person). Default 'imp-laion'; change it "

@@ -1,4 +1,4 @@
-"""LLaVA-1.5 mix665k (`llava_v1_5_mix665k.json`, HF liuhaotian/LLaVA-Instruct-150K), SOURCES §2.
+"""LLaVA-1.5 mix665k (`llava_v1_5_mix665k.json`, HF liuhaotian/LLaVA-Instruct-150K), docs/sources.md §2.
 
 Pitfalls handled: ids are mixed str/int (kept as published strings), one COCO id keys several records
 (the normaliser suffixes `#2`, `#3`), ShareGPT records have no `image` key (text-only), and `<image>`
@@ -27,7 +27,7 @@ class LLaVA665KOptions(BaseModel):
         default=False,
         description="Rewrite a first turn holding one `<image>` as '<image>\\n' + the rest of its text. Default "
         "false: records stay as published (some end with '\\n<image>'); the trainer moves the token itself, "
-        "as LLaVA's preprocess_multimodal does (TRAINING §3.1), so the data need not.",
+        "as LLaVA's preprocess_multimodal does (docs/training.md §3.1), so the data need not.",
     )
 
 

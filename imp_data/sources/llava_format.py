@@ -1,7 +1,7 @@
 """Records already in LLaVA's conversation format (665K, LCS-558K, ShareGPT-4V, ALLaVA): one converter.
 
 Converting is picking the fields and moving extras to `meta`; the content is kept exactly as published
-(`<image>` placement included — the trainer normalises it, TRAINING §3.1). A missing id or conversation
+(`<image>` placement included — the trainer normalises it, docs/training.md §3.1). A missing id or conversation
 is a `Problem`; turn shapes and content rules (roles, empty turns, `<image>` count) are checked once, by
 the normaliser, with the schema's rule functions.
 """

@@ -1,8 +1,8 @@
-"""LLaVA-Pretrain LCS-558K (`blip_laion_cc_sbu_558k.json`, HF liuhaotian/LLaVA-Pretrain), SOURCES §3.
+"""LLaVA-Pretrain LCS-558K (`blip_laion_cc_sbu_558k.json`, HF liuhaotian/LLaVA-Pretrain), docs/sources.md §3.
 
 9-digit string ids (leading zeros kept), images `NNNNN/NNNNNNNNN.jpg` inside `images.zip`, and the
 prompt puts `<image>` at the END (`"Render a clear and concise summary of the photo.\\n<image>"`). Stage 1
-uses the `plain` template, which discards the human text anyway (TRAINING §3.1).
+uses the `plain` template, which discards the human text anyway (docs/training.md §3.1).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """ShareGPT-4V, the GPT-4V caption file (`sharegpt4v_instruct_gpt4-vision_cap100k.json`, HF
-Lin-Chen/ShareGPT4V), SOURCES §9: LLaVA conversations whose images span seven roots (`coco/train2017`,
+Lin-Chen/ShareGPT4V), docs/sources.md §9: LLaVA conversations whose images span seven roots (`coco/train2017`,
 `sam/images`, `llava/llava_pretrain/images`, `wikiart/images`, `share_textvqa/images`, `web-celebrity/
 images`, `web-landmark/images`); the recipe's image roots map each prefix to its zip or folder."""
 

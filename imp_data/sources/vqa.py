@@ -1,6 +1,6 @@
 """Question-answer sources (DVQA, ChartQA, DocVQA, InfographicVQA, AI2D) as LLaVA conversations.
 
-The paper counts these sources per image (SOURCES §13.2), so by default all questions about one image
+The paper counts these sources per image (docs/sources.md §13.2), so by default all questions about one image
 become one multi-turn record — format suffix on the first question only, `<image>` leading the first
 turn, exactly as LLaVA-1.5's merged GQA/OCR-VQA records. A grouped record's `source_id` is its image path
 (the image is what the paper counts); ungrouped records keep the native question id. Question ids and
@@ -36,7 +36,7 @@ class VQAOptions(BaseModel):
     group_by_image: bool = Field(
         default=True,
         description="Default true: all questions about one image become one multi-turn record (id = image "
-        "path), as LLaVA-1.5 merges VQA data and because the paper's counts are per image (SOURCES §13.2). "
+        "path), as LLaVA-1.5 merges VQA data and because the paper's counts are per image (docs/sources.md §13.2). "
         "False: one single-turn record per question (id = question id).")
     prompt: str | None = Field(
         default=SHORT_ANSWER_PROMPT,

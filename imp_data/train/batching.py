@@ -21,7 +21,7 @@ class Encoder:
     """Callable: raw loader sample -> {"input_ids", "labels", "pixel_values", ...} or None (dropped).
 
     The length counted is the LLM's: every `<image>` stands for `num_patches` features, as in Imp's
-    `model_max_length` (TRAINING §3.3). Over-length samples are truncated from the end or dropped.
+    `model_max_length` (docs/training.md §3.3). Over-length samples are truncated from the end or dropped.
     """
 
     def __init__(self, tokenizer, template: str, max_len: int, num_patches: int, overlength: str = "truncate"):

@@ -37,7 +37,7 @@ class ModelConfig:
 @dataclass
 class LoraConfig:
     r: int = 256
-    """Imp-v1.5: rank 256 (TRAINING §4; LLaVA-1.5 used 128)."""
+    """Imp-v1.5: rank 256 (docs/training.md §4; LLaVA-1.5 used 128)."""
     alpha: int = 256
     """Imp-v1.5: alpha 256 (scale 1.0)."""
     dropout: float = 0.05

@@ -5,7 +5,7 @@ item has `.prompt` (the user's text, with `<image>` where the image goes — any
 moved to the front) and `.image_jpeg` (the benchmark image's encoded bytes, any format Pillow reads, or
 None for a text-only question); dicts with those keys work too. Images are rendered exactly as the
 training mix was (its mode, fill and resolution, recorded in the checkpoint's meta), then normalised as
-the loader does. Decoding is EVAL §2.3's: greedy, stop at `</s>`, special tokens skipped, stripped.
+the loader does. Decoding is docs/eval.md §2.3's: greedy, stop at `</s>`, special tokens skipped, stripped.
 
 The one design choice: batches are padded on the LEFT after the image features are spliced in
 (`ImpModel.generate`), so a batch decodes exactly like one item at a time.
@@ -56,7 +56,7 @@ def make_generate(model, tokenizer, template: str = "phi2", *, max_new_tokens: i
         model: an `ImpModel` (put in eval mode here).
         tokenizer: the run's tokenizer (`</s>` is its EOS).
         template: "phi2" or "plain", as the model was trained.
-        max_new_tokens: the answer's cap (LLaVA's loader default 128; EVAL §2.3).
+        max_new_tokens: the answer's cap (LLaVA's loader default 128; docs/eval.md §2.3).
         batch_size: items decoded together.
         image_mode, fill, resampler: how the training mix rendered images (`imp_data.images.render_image`).
         device: where to run (default: where the model is).

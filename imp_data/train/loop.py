@@ -1,7 +1,7 @@
 """`imp-data train RUN`: one training loop for both stages, read top to bottom.
 
 Stage 1 trains the projector only (plain template); stage 2 adds LoRA on every linear layer of the LLM,
-lm_head included, and keeps training the projector (phi2 template) — TRAINING §4. The rest is the HF
+lm_head included, and keeps training the projector (phi2 template) — docs/training.md §4. The rest is the HF
 Trainer setup Imp ran under: AdamW with the projector in its own parameter groups (LLaVATrainer),
 linear warmup over 3% of the steps then cosine to zero, gradient accumulation, clipping, bf16 autocast on
 CUDA (fp32 on CPU), DDP under torchrun (nccl on GPU, gloo on CPU). Every checkpoint resumes exactly:

@@ -1,5 +1,5 @@
 """LoRA for stage 2, kept to one small module: Imp's targets are every nn.Linear of the LLM, lm_head
-included (TRAINING §4: LLaVA drops lm_head, Imp does not); the vision tower and the projector are never
+included (docs/training.md §4: LLaVA drops lm_head, Imp does not); the vision tower and the projector are never
 adapted (the projector is trained in full)."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Vision features are Imp's: the penultimate layer WITHOUT the post-LayerNorm, all patch tokens (729 at
 384 px) — done as Imp does, by deleting the last encoder layer and replacing post-LN and the pooling
-head with identities (TRAINING §2). Image features replace the `<image>` placeholder (-200) in the
+head with identities (docs/training.md §2). Image features replace the `<image>` placeholder (-200) in the
 token sequence; their label positions are ignored. Real weights load from local paths only.
 """
 

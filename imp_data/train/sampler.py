@@ -5,7 +5,7 @@ The per-worker split is the DataLoader's: it deals whole batches of a rank round
 
 Padding repeats the first positions of the order, as torch's DistributedSampler does, so every rank gets
 the same number of samples and no rank waits at a collective. Grouping follows LLaVA's
-`get_modality_length_grouped_indices` (TRAINING.md §4): image and text-only samples are shuffled apart
+`get_modality_length_grouped_indices` (docs/training.md §4): image and text-only samples are shuffled apart
 into megabatches of one global batch, each sorted longest first; the full megabatches are shuffled and the
 two leftovers go last. Striding a length-sorted megabatch by rank gives every rank a batch of similar
 length, which is what LLaVA's `split_to_even_chunks` is for.

@@ -3,9 +3,10 @@
 `phi2` (= LLaVA's vicuna_v1 text with `</s>` as the turn end) renders
 `SYSTEM USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>`; `plain` (stage 1) renders
 `<image>caption\\n`. Text is split on `<image>` and each chunk tokenised separately with IMAGE_TOKEN_INDEX
-(-200) between (TRAINING §2), and labels follow `preprocess_phi2` / `preprocess_plain` (TRAINING §3.3):
-only the assistant answers and their `</s>` are supervised. The one subtle line: the instruction length
-is `len(tok(parts[0])) - 1`, because the space after "ASSISTANT:" merges into the answer's first token.
+(-200) between (docs/training.md §2), and labels follow `preprocess_phi2` / `preprocess_plain`
+(docs/training.md §3.3): only the assistant answers and their `</s>` are supervised. The one subtle line:
+the instruction length is `len(tok(parts[0])) - 1`, because the space after "ASSISTANT:" merges into the
+answer's first token.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def normalise_first_turn(value: str) -> str:
 
 
 def render_phi2(turns: list[dict], has_image: bool) -> str:
-    """The phi2 / vicuna_v1 conversation string (TRAINING §3.1)."""
+    """The phi2 / vicuna_v1 conversation string (docs/training.md §3.1)."""
     if turns and turns[0]["from"] != "human":
         turns = turns[1:]  # LLaVA drops a first turn that is not from the human
     text = SYSTEM + SEP

@@ -1,6 +1,6 @@
 """Tokenizers: a real one from a local path (offline), or a tiny byte-level BPE trained on the spot.
 
-The tiny one is set up like Imp's phi-2 tokenizer (TRAINING §3.2): GPT-2-style byte-level BPE without
+The tiny one is set up like Imp's phi-2 tokenizer (docs/training.md §3.2): GPT-2-style byte-level BPE without
 BOS, `<|endoftext|>` as unk and pad, and `</s>` added as the turn end / EOS token.
 """
 
