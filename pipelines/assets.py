@@ -150,7 +150,7 @@ def source_assets(recipe: Recipe, source: str) -> list:
     @dg.asset(key=raw_key(source), deps=[published], group_name="sources", retry_policy=FETCH_RETRY,
               pool=FETCH_POOL, kinds={"python"}, code_version=asset_code_version(recipe, "fetch", source),
               description=f"`{source}` as published ({spec.adapter}): {spec.location}",
-              metadata={"location": spec.location, "license": spec.license or "see SOURCES.md"})
+              metadata={"location": spec.location, "license": spec.license or "see docs/sources.md"})
     def raw(data_root: DataRoot, fetch: FetchSettings) -> dg.MaterializeResult:
         fetch.apply()
         ctx = data_root.context(recipe)

@@ -27,7 +27,7 @@ from imp_data.recipe import Recipe
 
 
 class DataRoot(dg.ConfigurableResource):
-    """The data root every asset reads and writes under (DESIGN §4 layout)."""
+    """The data root every asset reads and writes under (docs/design.md §4 layout)."""
 
     path: str = "data"
     """A directory, or an fsspec URL (s3://bucket/imp): each step then pulls its inputs into `cache`."""
