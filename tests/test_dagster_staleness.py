@@ -171,14 +171,27 @@ def test_recipe_edit_marks_exactly_the_stages_that_read_it(built, tmp_path):
     assert not any(a.startswith(("raw/", "normalized/")) for a in changed)
 
 
-def test_take_edit_marks_the_selection_of_that_mix_only(built, tmp_path):
+SELECTED_ON = ("selection", "renders", "plan", "shards", "index", "report")
+SELECTION_EDITS = {
+    # edit: (recipe change, the mixes whose assets from `selection` on it reaches)
+    "take": (lambda r: r["mixes"][S2]["sources"]["chartqa"].update(take=6), (S2,)),
+    "drop_rule": (lambda r: r["mixes"][S2]["sources"]["dvqa"].update(
+        drop=[{"name": "no_such_id", "source_ids": ["nonexistent"]}]), (S2,)),
+    "seed": (lambda r: r.update(seed=4321), (S1, S2)),
+}
+
+
+@pytest.mark.parametrize("edit", list(SELECTION_EDITS))
+def test_selection_edit_marks_that_mix_from_its_selection_on(built, tmp_path, edit):
     root, instance = built
-    recipe = write_recipe(tmp_path, lambda r: r["mixes"][S2]["sources"]["chartqa"].update(take=6))
+    change, mixes = SELECTION_EDITS[edit]
+    recipe = write_recipe(tmp_path, change)
     defs = defs_for(recipe, root)
-    assert {asset(k) for k in stale(defs, instance)} == \
-        {f"{S2}/{a}" for a in ("selection", "renders", "plan", "shards", "index", "report")}
+    assert {asset(k) for k in stale(defs, instance)} == {f"{m}/{a}" for m in mixes for a in SELECTED_ON}
     changed = check_converges_to_cli(defs, instance, root, recipe, tmp_path)
-    assert not any(a.startswith(S1) for a in changed)
+    assert not any(a.startswith(("raw/", "normalized/")) for a in changed)
+    if S1 not in mixes:
+        assert not any(a.startswith(S1) for a in changed)
 
 
 def test_edited_source_file_is_stale_once_observed_and_only_its_descendants_rebuild(built, tmp_path):
