@@ -231,8 +231,8 @@ def mark(value):
     global MARK
     MARK = value
 
-def report_then_sleep(_):
-    print(os.getpid(), MARK, flush=True)
+def report_then_sleep(_):  # one write(2) per line: print() may split it, and two workers share the pipe
+    os.write(1, f"{os.getpid()} {MARK}\\n".encode())
     time.sleep(120)
 
 if __name__ == "__main__":
