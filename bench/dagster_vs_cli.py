@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from imp_data.build import BuildContext, build
+from imp_data.core.recipe import load_recipe
 from imp_data.fixtures import write_mirror
-from imp_data.recipe import load_recipe
 
 DEMO = ROOT / "manifests" / "demo.yaml"
 

@@ -32,11 +32,16 @@ sys.path.insert(0, str(ROOT))
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from imp_data.io import dumps_canonical  # noqa: E402
+from imp_data.core.io import dumps_canonical  # noqa: E402
+from imp_data.core.schema import Reject, candidate_problems  # noqa: E402
 from imp_data.normalize import (  # noqa: E402
-    _ROW_SCHEMA, BATCH_ROWS, REJECT_SCHEMA, SAMPLE_SCHEMA, add_text_stats, normalize_records,
+    _ROW_SCHEMA,
+    BATCH_ROWS,
+    REJECT_SCHEMA,
+    SAMPLE_SCHEMA,
+    add_text_stats,
+    normalize_records,
 )
-from imp_data.schema import Reject, candidate_problems  # noqa: E402
 from imp_data.sources.base import Candidate, Problem, Record, native_id  # noqa: E402
 from imp_data.sources.jsonstream import _Buffer, iter_json_array  # noqa: E402
 from imp_data.sources.llava_format import KNOWN_KEYS, read_llava_files  # noqa: E402

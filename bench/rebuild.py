@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from imp_data.build import BuildContext, build  # noqa: E402
+from imp_data.core.recipe import load_recipe  # noqa: E402
 from imp_data.fixtures import write_mirror  # noqa: E402
-from imp_data.recipe import load_recipe  # noqa: E402
 
 
 def timed_build(root: Path, workers: int) -> tuple[float, list[dict]]:

@@ -179,9 +179,9 @@ class LaionServer:
 
 def _context(work: Path, workers: int):
     from imp_data.build import BuildContext
+    from imp_data.core.recipe import load_recipe
     from imp_data.fetch.http import DownloadConfig
     from imp_data.fetch.transport import Backoff, Timeouts
-    from imp_data.recipe import load_recipe
 
     download = DownloadConfig(concurrency=16, per_host=16, timeouts=Timeouts(connect=2.0, read=READ_TIMEOUT),
                               url_deadline_s=8.0, max_attempts=2, backoff=Backoff(base=0.05, cap=0.2), seed=0)
@@ -276,7 +276,7 @@ def stage(name: str, arg: str, work: Path, workers: int) -> dict:
 def _store_open_times(ctx, mix: str) -> dict:
     """Seconds to open each source's image store once (zip directories parsed): the render stage opens
     one per chunk of `imp_data.mix.render.CHUNK` images, so this cost recurs chunk after chunk."""
-    from imp_data.build_context import image_store_factory
+    from imp_data.core.context import image_store_factory
 
     times = {}
     for source in ctx.sources_of(mix):
@@ -308,9 +308,9 @@ def audit(work: Path, ledger: dict, fates: list[str], workers: int, mix: str) ->
     """Per source: target vs taken, losses by reason, and each injected kind found where it was put."""
     import polars as pl
 
+    from imp_data.audit.quality import contamination_left, end_counts, reject_rate
+    from imp_data.audit.stats import load_stats
     from imp_data.mix.fill import activated
-    from imp_data.quality import contamination_left, end_counts, reject_rate
-    from imp_data.stats import load_stats
 
     ctx = _context(work, workers)
     lay = ctx.layout
@@ -421,9 +421,9 @@ def calibrate(resolution: int, quality: int, seed: int, scratch: Path) -> dict:
     from PIL import Image
 
     from bench.synth_sources import tile_image
-    from imp_data.fingerprint import FileHashes
+    from imp_data.core.fingerprint import FileHashes
+    from imp_data.core.io import atomic_path
     from imp_data.images import render_image
-    from imp_data.io import atomic_path
 
     photos = []
     try:
@@ -545,7 +545,7 @@ def rehearse(work: Path, fraction: float = 1.0, workers: int = 2, resolution: in
     import yaml
 
     from bench.synth_sources import Duplicates, laion_fates, write_laion, write_rehearsal_mirror
-    from imp_data.recipe import parse_recipe
+    from imp_data.core.recipe import parse_recipe
 
     started = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)

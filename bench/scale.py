@@ -31,7 +31,7 @@ def scale_recipe(work: Path):
     """imp_1m with every source read in place from the synthetic folder."""
     import yaml
 
-    from imp_data.recipe import parse_recipe
+    from imp_data.core.recipe import parse_recipe
 
     raw = yaml.safe_load((ROOT / "manifests" / "imp_1m.yaml").read_text())
     for name, spec in raw["sources"].items():

@@ -47,10 +47,20 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch import nn  # noqa: E402
 
-from imp_data.errors import ImpDataError  # noqa: E402
+from imp_data.core.errors import ImpDataError  # noqa: E402
 from imp_data.train.config import RunConfig, apply_overrides, run_from_dict  # noqa: E402
-from imp_data.train.loop import (build_model, build_optimizer, build_tokenizer, flop_counts, forward_loss,  # noqa: E402
-                                 llm_tokens, make_run_loader, mix_render, peak_flops, step_flops)
+from imp_data.train.loop import (  # noqa: E402
+    build_model,
+    build_optimizer,
+    build_tokenizer,
+    flop_counts,
+    forward_loss,
+    llm_tokens,
+    make_run_loader,
+    mix_render,
+    peak_flops,
+    step_flops,
+)
 
 RUNS = ROOT / "manifests" / "runs"
 DEMO_RECIPE = ROOT / "manifests" / "demo.yaml"
@@ -100,8 +110,8 @@ def bench_config(args) -> RunConfig:
 def demo_mix(work: Path, resolution: int) -> Path:
     """The demo recipe's stage-2 mix over the fixture mirror, rendered at `resolution` (seconds on a CPU)."""
     from imp_data.build import BuildContext, build
+    from imp_data.core.recipe import load_recipe
     from imp_data.fixtures import write_mirror
-    from imp_data.recipe import load_recipe
 
     write_mirror(work / "mirror", scale=1, seed=0)
     recipe = load_recipe(DEMO_RECIPE)

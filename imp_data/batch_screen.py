@@ -2,7 +2,7 @@
 fingerprints that `imp_data.normalize` runs BATCH_ROWS records at a time.
 
 `screen` marks a SUPERSET of the rows that may break a `Sample` rule, so the rules keep one definition
-(`imp_data.schema.candidate_problems` decides the marked rows); `columns` returns None for a batch that is
+(`imp_data.core.schema.candidate_problems` decides the marked rows); `columns` returns None for a batch that is
 not plain `str` ids and `{"from": str, "value": str}` turns, which the normaliser then checks row by row.
 When a batch cannot be converted at all, `isolate` finds the record(s) at fault and names why, so one
 record's NaN or lone surrogate costs that record, not the batch.
@@ -21,8 +21,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from imp_data.limits import active
-from imp_data.schema import IMAGE_TOKEN, meta_problem
+from imp_data.core.limits import active
+from imp_data.core.schema import IMAGE_TOKEN, meta_problem
 from imp_data.sources.base import Candidate, Problem
 from imp_data.sources.jsoncaps import too_deep
 

@@ -2,10 +2,10 @@
 
 Each stage reads the files the previous one wrote and writes its own atomically, so any stage can be
 rerun alone (a Dagster asset materialization) and a crashed build resumes. `build()` chains them for
-the CLI. Paths follow docs/design.md §4; `Layout` (imp_data.layout) is the one place that spells them. With a
+the CLI. Paths follow docs/design.md §4; `Layout` (imp_data.core.layout) is the one place that spells them. With a
 data root in object storage, `@synced` pulls each stage's inputs and pushes its outputs.
 
-Every unit of work is fingerprinted (imp_data.fingerprint) from the recipe fields its stage reads
+Every unit of work is fingerprinted (imp_data.core.fingerprint) from the recipe fields its stage reads
 (imp_data.stage_inputs), its code version and the content of what it reads; a unit whose stamp still
 holds is reused, so a rebuild costs what changed. README "How rebuilds work" tells the rules.
 """
@@ -16,19 +16,19 @@ from pathlib import Path
 
 import polars as pl
 
-from imp_data.build_context import (  # noqa: F401 (re-exported: callers import the context from here)
+from imp_data.core.context import (  # noqa: F401 (re-exported: callers import the context from here)
     BuildContext,
     image_store_factory,
     local_location,
     make_image_store,
     read_frame,
 )
-from imp_data.errors import ImpDataError
-from imp_data.fingerprint import stage_fingerprint
+from imp_data.core.errors import ImpDataError
+from imp_data.core.fingerprint import stage_fingerprint
+from imp_data.core.limits import applied
 from imp_data.identities import benchmark_identities
-from imp_data.limits import applied
 from imp_data.stage_inputs import recipe_inputs
-from imp_data.stage_sync import mix_unit, normalized_unit, synced
+from imp_data.storage.sync import mix_unit, normalized_unit, synced
 
 STAGES = ("fetch", "normalized", "selected", "rendered", "planned", "shards", "report")
 
@@ -61,8 +61,8 @@ def fetch_source(ctx: BuildContext, source: str) -> Path:
 @synced("normalize")
 def normalize_source(ctx: BuildContext, source: str):
     """Adapter records -> normalized/<source>.parquet + rejects/<source>.parquet; returns SourceCounts."""
+    from imp_data.core.progress import progress_bar
     from imp_data.normalize import normalize_records, read_counts
-    from imp_data.progress import progress_bar
     from imp_data.sources.base import resolve_files
     from imp_data.sources.registry import get_adapter
 
@@ -111,7 +111,7 @@ DROP_COLUMNS = {"id": pl.String, "source": pl.String, "source_id": pl.String, "s
 @synced("select")
 def select_mix(ctx: BuildContext, mix: str) -> dict:
     """Drop rules + take-N for every source of the mix -> selected.parquet and drops.parquet."""
-    from imp_data.io import atomic_path
+    from imp_data.core.io import atomic_path
     from imp_data.mix.select import select_columns, select_source
 
     spec = ctx.recipe.mixes[mix]
@@ -157,9 +157,9 @@ def render_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     """Render the selected images into the mix's content-addressed render cache, replacing samples lost to
     render rejects or dedup/decontamination from the seeded reserve (imp_data.mix.fill) -> renders.parquet
     and fill.parquet. Images whose render key is already cached are reused, not decoded."""
-    from imp_data.io import atomic_path
+    from imp_data.core.io import atomic_path
+    from imp_data.core.progress import progress_bar
     from imp_data.mix.fill import render_and_fill, render_rows
-    from imp_data.progress import progress_bar
 
     lay = ctx.layout
     selected = read_frame(lay.selected(mix), "selection", "run the select stage first")
@@ -212,10 +212,9 @@ def prune_renders(ctx: BuildContext, mix: str, renders: pl.DataFrame | None = No
 @synced("dedup")
 def dedup_mix(ctx: BuildContext, mix: str) -> pl.DataFrame:
     """Dedup + decontamination over rendered hashes -> removals.parquet (empty when both are off)."""
-    from imp_data.io import atomic_path
-    from imp_data.mix.removals import find_removals
-
+    from imp_data.core.io import atomic_path
     from imp_data.mix.fill import activated
+    from imp_data.mix.removals import find_removals
 
     lay = ctx.layout
     read_frame(lay.selected(mix), "selection", "run the select stage first")
@@ -243,7 +242,7 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
     streaming engine, one Parquet row group per shard (so a shard writer reads just its rows) — the
     1M-sample plan never has to sit in memory whole. Returns the small order table.
     """
-    from imp_data.io import atomic_path
+    from imp_data.core.io import atomic_path
     from imp_data.mix.fill import activated
     from imp_data.mix.plan import PLAN_COLUMNS, plan_mix
 
@@ -284,9 +283,9 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
 @synced("finalize")
 def finalize_mix(ctx: BuildContext, mix: str) -> dict:
     """Index, wids list, rejects table and stats for a mix whose shards are all written."""
+    from imp_data.audit.stats import load_stats, write_stats
     from imp_data.mix.plan import shard_count
     from imp_data.shards.assemble import finalize_index, gather_rejects
-    from imp_data.stats import load_stats, write_stats
 
     lay = ctx.layout
     n_shards = shard_count(pl.read_parquet(lay.plan(mix), columns=["shard"]))
@@ -313,8 +312,8 @@ def finalize_mix(ctx: BuildContext, mix: str) -> dict:
 @synced("report")
 def report_mix(ctx: BuildContext, mix: str) -> Path:
     """report.md, charts and the dataset card (README.md) from stats.json."""
-    from imp_data.report import write_report
-    from imp_data.stats import load_stats
+    from imp_data.audit.report import write_report
+    from imp_data.audit.stats import load_stats
 
     lay = ctx.layout
     unit = mix_unit(mix, "report")
@@ -323,7 +322,7 @@ def report_mix(ctx: BuildContext, mix: str) -> Path:
         ctx.note("report", mix, redone=0, reused=1, unit="table")
         return lay.report(mix)
     path = write_report(load_stats(lay.mix(mix)), lay.mix(mix))
-    from imp_data.card import CARD
+    from imp_data.audit.card import CARD
 
     ctx.stamp(unit, fp, [path, lay.mix(mix) / CARD, *sorted((lay.mix(mix) / "charts").glob("*.png"))])
     ctx.note("report", mix, redone=1, reused=0, unit="table")
@@ -336,7 +335,7 @@ def report_mix(ctx: BuildContext, mix: str) -> Path:
 
 def build_mix(ctx: BuildContext, mix: str, until: str | None = None) -> dict | None:
     """select -> render -> dedup -> plan -> shards -> report for one mix (stopping after `until`)."""
-    from imp_data.progress import progress_bar
+    from imp_data.core.progress import progress_bar
     from imp_data.shards.assemble import write_mix_shards
 
     select_mix(ctx, mix)

@@ -12,7 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 
 DEMO_RECIPE = Path(__file__).resolve().parent.parent / "manifests" / "demo.yaml"
 
@@ -53,10 +53,10 @@ def _output_folder(path: str | Path, what: str) -> Path:
 def policy_violations(ctx, mix: str) -> list[str]:
     """The recipe's blocking policies (reject rate, decontamination limit), measured by the same functions
     the Dagster checks call; one line per violation."""
-    from imp_data.quality import contamination_left, reject_rate
+    from imp_data.audit.quality import contamination_left, reject_rate
 
     if ctx.remote is not None:  # the checks read the mix's tables, as Dagster's do after pulling them
-        from imp_data.stage_sync import pull_mix_tables
+        from imp_data.storage.sync import pull_mix_tables
 
         pull_mix_tables(ctx, mix)
     lines, report = [], ctx.layout.report(mix)
@@ -74,10 +74,10 @@ def policy_violations(ctx, mix: str) -> list[str]:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from imp_data.build import BuildContext, build
-    from imp_data.buildlock import BUILD_DIRS, hold_build_lock
-    from imp_data.dataroot import open_data_root
-    from imp_data.io import remove_stale_temps
-    from imp_data.recipe import load_recipe
+    from imp_data.core.io import remove_stale_temps
+    from imp_data.core.recipe import load_recipe
+    from imp_data.storage.buildlock import BUILD_DIRS, hold_build_lock
+    from imp_data.storage.dataroot import open_data_root
 
     recipe = load_recipe(args.recipe)
     for mix in args.mix or []:
@@ -114,7 +114,7 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from imp_data.validate import validate_paths
+    from imp_data.audit.validate import validate_paths
 
     problems = validate_paths([Path(p) for p in args.paths], max_report=args.max_errors)
     for p in problems:
@@ -124,7 +124,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def terminal_table(markdown: str) -> str:
-    """A markdown table of `imp_data.report` as aligned columns for a terminal: the same rows, without pipes
+    """A markdown table of `imp_data.audit.report` as aligned columns for a terminal: the same rows, without pipes
     or emphasis, right-aligned where the markdown says `---:`. Text that is no table passes unchanged."""
     lines = markdown.splitlines()
     if len(lines) < 2 or not lines[0].startswith("|") or set(lines[1]) - set("|-: "):
@@ -141,8 +141,8 @@ def terminal_table(markdown: str) -> str:
 def cmd_stats(args: argparse.Namespace) -> int:
     import json
 
-    from imp_data.report import reasons_table, source_table
-    from imp_data.stats import load_stats
+    from imp_data.audit.report import reasons_table, source_table
+    from imp_data.audit.stats import load_stats
 
     stats = load_stats(Path(args.mix_dir))
     if args.json:  # stats.json as written by the build, for scripts
@@ -157,7 +157,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_export_llava(args: argparse.Namespace) -> int:
-    from imp_data.export import export_llava
+    from imp_data.shards.export import export_llava
 
     out = export_llava(Path(args.mix_dir), _output_folder(args.out_dir, "export"))
     print(f"wrote {out}")
@@ -167,10 +167,10 @@ def cmd_export_llava(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     import fsspec
 
-    from imp_data.remote import publish_mix
+    from imp_data.storage.remote import publish_mix
 
     if args.url.startswith("hf://"):  # the Hub's commit API, not its fsspec file system (a commit per file)
-        from imp_data.publish_hub import publish_to_hub
+        from imp_data.storage.publish_hub import publish_to_hub
 
         counts = publish_to_hub(Path(args.mix_dir), args.url, private=args.private or None,
                                 files_per_commit=args.files_per_commit, say=print)
@@ -201,9 +201,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = [*(args.set or []), *(["train.trust_shards=true"] if args.trust_shards else [])]
     data_root = args.data_root
     if data_root is not None and "://" in data_root:  # a bucket: this node pulls the mix into its cache first
-        from imp_data.dataroot import open_data_root
-        from imp_data.layout import Layout
-        from imp_data.stage_sync import pull_built_mix
+        from imp_data.core.layout import Layout
+        from imp_data.storage.dataroot import open_data_root
+        from imp_data.storage.sync import pull_built_mix
         from imp_data.train.config import load_run
 
         local, remote = open_data_root(data_root, args.cache)
@@ -365,7 +365,7 @@ def _os_error_line(err: OSError, args: argparse.Namespace) -> str | None:
     what, option, attr = _OUTPUT.get(args.command, ("output", "another output", ""))
     root = getattr(args, attr, None) if attr else None
     if what == "data root" and root is not None and "://" in root:  # a bucket: the writes go to its local cache
-        from imp_data.dataroot import default_cache
+        from imp_data.storage.dataroot import default_cache
 
         what, option, root = "cache", "--cache", str(args.cache or default_cache(root))
     path = err.filename or root or "(unknown path)"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from imp_data.build import BuildContext, build
-from imp_data.recipe import load_recipe
+from imp_data.core.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECIPE = ROOT / "manifests" / "demo.yaml"

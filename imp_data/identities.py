@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imp_data.build_context import BuildContext, local_location
-from imp_data.fingerprint import tree_identity
+from imp_data.core.context import BuildContext, local_location
+from imp_data.core.fingerprint import tree_identity
 
 
 def published_identity(ctx: BuildContext, source: str) -> str:
@@ -20,14 +20,14 @@ def published_identity(ctx: BuildContext, source: str) -> str:
     `published/<source>` observation: an edited file makes the source stale."""
     import glob
 
-    from imp_data.fingerprint import digest
+    from imp_data.core.fingerprint import digest
     from imp_data.sources.base import resolve_files
     from imp_data.sources.registry import get_adapter
 
     spec = ctx.source(source)
     out: dict = {"location": spec.location, "images": []}
     if ctx.remote is not None:  # folders placed in the bucket: their object listing, not a download
-        from imp_data.stage_sync import under_root
+        from imp_data.storage.sync import under_root
 
         for location in [spec.location, *(r.location for r in spec.images)]:
             if under_root(location):
@@ -55,7 +55,7 @@ def benchmark_identities(ctx: BuildContext, mix: str) -> dict:
     location itself (a pinned Hub revision or URL, fetched once)."""
     import glob
 
-    from imp_data.stage_sync import under_root
+    from imp_data.storage.sync import under_root
 
     out = {}
     for name, location in sorted(ctx.recipe.mixes[mix].decontaminate.benchmarks.items()):

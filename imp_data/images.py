@@ -43,8 +43,8 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from imp_data.errors import ImageError
-from imp_data.limits import active
+from imp_data.core.errors import ImageError
+from imp_data.core.limits import active
 
 MODES = ("pad", "squash", "expand2square")
 RESAMPLERS = ("torch", "pillow")

@@ -42,10 +42,22 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from imp_data.batch_screen import (TURN_TYPE, Columns, column_fingerprints, columns, deep_metas, fingerprint_hashes,
-                                   fingerprint_text, isolate, meta_json, safe_rejects, screen)
-from imp_data.io import atomic_path, write_json_atomic
-from imp_data.schema import Reject, candidate_problems
+
+from imp_data.batch_screen import (
+    TURN_TYPE,
+    Columns,
+    column_fingerprints,
+    columns,
+    deep_metas,
+    fingerprint_hashes,
+    fingerprint_text,
+    isolate,
+    meta_json,
+    safe_rejects,
+    screen,
+)
+from imp_data.core.io import atomic_path, write_json_atomic
+from imp_data.core.schema import Reject, candidate_problems
 from imp_data.sources.base import Candidate, Problem, Record
 
 BATCH_ROWS = 20_000

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imp_data.io import write_text_atomic
-from imp_data.recipe import Recipe
-from imp_data.schema import SCHEMA_MODELS
+from imp_data.core.io import write_text_atomic
+from imp_data.core.recipe import Recipe
+from imp_data.core.schema import SCHEMA_MODELS
 
 MODELS = {**SCHEMA_MODELS, "recipe": Recipe}
 

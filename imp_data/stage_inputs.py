@@ -8,8 +8,8 @@ stage reading it must list it.
 
 from __future__ import annotations
 
-from imp_data.fingerprint import CODE_VERSIONS, digest
-from imp_data.recipe import Recipe
+from imp_data.core.fingerprint import CODE_VERSIONS, digest
+from imp_data.core.recipe import Recipe
 
 STAGE_NAMES = tuple(CODE_VERSIONS)
 

@@ -17,13 +17,13 @@ import dagster as dg
 import polars as pl
 
 from imp_data import build as stages
-from imp_data import stage_sync
+from imp_data.audit.report import source_table
+from imp_data.core.recipe import Recipe
 from imp_data.identities import published_identity
 from imp_data.mix.plan import shard_count
-from imp_data.recipe import Recipe
-from imp_data.report import source_table
 from imp_data.shards.assemble import write_mix_shards
 from imp_data.stage_inputs import asset_code_version
+from imp_data.storage import sync as stage_sync
 from pipelines.resources import DataRoot, FetchSettings
 
 FETCH_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -178,7 +178,7 @@ def shards_version(ctx, mix: str, shards: list[int]) -> str:
     """A partition's data version: the sha256 of each of its tars, from their index parts."""
     import pyarrow.parquet as pq
 
-    from imp_data.fingerprint import digest
+    from imp_data.core.fingerprint import digest
 
     parts = [ctx.layout.index_parts(mix) / f"{s:06d}.parquet" for s in shards]
     return digest([pq.read_table(p, columns=["shard_sha256"]).column(0)[0].as_py() for p in parts])
@@ -285,7 +285,7 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
               code_version=asset_code_version(recipe, "report", mix),
               description="The mix audit: per-source targets vs taken, rejects and drops by reason, charts")
     def report(data_root: DataRoot) -> dg.MaterializeResult:
-        from imp_data.stats import load_stats
+        from imp_data.audit.stats import load_stats
 
         ctx = data_root.context(recipe)
         mix_dir = ctx.layout.mix(mix)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from imp_data.quality import contamination_left, end_counts, reject_rate, target_report
-from imp_data.recipe import Recipe
+from imp_data.audit.quality import contamination_left, end_counts, reject_rate, target_report
+from imp_data.audit.validate import validate_normalized
+from imp_data.core.recipe import Recipe
 from imp_data.shards.reader import verify_mix
-from imp_data.validate import validate_normalized
 from pipelines.assets import mix_key, normalized_key
 from pipelines.resources import DataRoot
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from imp_data.recipe import Recipe, load_recipe
+from imp_data.core.recipe import Recipe, load_recipe
 from pipelines.assets import mix_assets, mix_key, shard_partitions, source_assets
 from pipelines.checks import mix_checks, source_checks
 from pipelines.resources import resources_from_env

@@ -6,7 +6,7 @@ and a run can override it):
     IMP_DATA_WORKERS   DataRoot.workers     worker processes per stage (default 1)
     HF_ENDPOINT        FetchSettings.hf_endpoint
     IMP_DATA_CACHE     where URL roots' working copies live ($IMP_DATA_CACHE/<root>, default
-                       ~/.cache/imp-data), read by imp_data.dataroot exactly as the CLI reads it
+                       ~/.cache/imp-data), read by imp_data.storage.dataroot exactly as the CLI reads it
 
 `DataRoot.cache` names one working copy directly (the CLI's `--cache`); it has no variable of its own.
 IMP_DATA_CACHE_DIR, its old variable (easily confused with IMP_DATA_CACHE), still sets it, with a
@@ -22,8 +22,8 @@ from pathlib import Path
 import dagster as dg
 
 from imp_data.build import BuildContext
-from imp_data.dataroot import RemoteRoot, open_data_root
-from imp_data.recipe import Recipe
+from imp_data.core.recipe import Recipe
+from imp_data.storage.dataroot import RemoteRoot, open_data_root
 
 
 class DataRoot(dg.ConfigurableResource):
@@ -38,7 +38,7 @@ class DataRoot(dg.ConfigurableResource):
     def context(self, recipe: Recipe, fetch: FetchSettings | None = None) -> BuildContext:
         """The build context of one step; refused (one line naming the holder) while `imp-data build` runs
         on the same data root."""
-        from imp_data.buildlock import refuse_if_building
+        from imp_data.storage.buildlock import refuse_if_building
 
         local, remote = open_data_root(self.path, self.cache or None)
         refuse_if_building(local)
@@ -53,7 +53,7 @@ class DataRoot(dg.ConfigurableResource):
                        shards: bool = False) -> BuildContext:
         """A context whose cache holds what a check reads: the source's normalized table, or the mix's
         tables (and with `shards`, its tars). With a local data root nothing moves."""
-        from imp_data import stage_sync
+        from imp_data.storage import sync as stage_sync
 
         ctx = self.context(recipe)
         if ctx.remote is not None:

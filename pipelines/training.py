@@ -63,11 +63,10 @@ def run_assets(name: str, path: Path, cfg: RunConfig, names: set[str]) -> list[d
               "weights + optimizer state + meta under DATA/runs/" + name,
               metadata={"recipe": str(path), "stage": cfg.stage, "mix": cfg.mix})
     def checkpoint(data_root: DataRoot) -> dg.MaterializeResult:
+        from imp_data.core.layout import Layout
+        from imp_data.storage.sync import pull_built_mix
         from imp_data.train.loop import train
         from imp_data.train.summary import summarize_run
-
-        from imp_data.layout import Layout
-        from imp_data.stage_sync import pull_built_mix
 
         local, remote = data_root.open()
         if remote is not None:  # a data root in object storage: the mix into its cache first

@@ -22,7 +22,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "0")
 sys.path.insert(0, str(NETGUARD_DIR))  # the same top-level `netguard` module subprocesses import
 import netguard  # noqa: E402
 
-
 # ---------------------------------------------------------------------------------------------------------
 # network guard (tests/netguard/netguard.py says what is allowed)
 
@@ -86,8 +85,8 @@ def guarded_env(env: dict[str, str]) -> dict[str, str]:
 
 def build_demo(data_root: Path, workers: int = 1) -> dict:
     from imp_data.build import BuildContext, build
+    from imp_data.core.recipe import load_recipe
     from imp_data.fixtures import write_mirror
-    from imp_data.recipe import load_recipe
 
     write_mirror(data_root / "mirror", scale=1, seed=0)
     ctx = BuildContext(recipe=load_recipe(DEMO_RECIPE), data_root=data_root, workers=workers, progress=False)

@@ -17,8 +17,8 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
+from imp_data.core.io import dumps_canonical
 from imp_data.images import render_image
-from imp_data.io import dumps_canonical
 from imp_data.shards.writer import Member, write_shard
 
 WORDS = "the a photo of cat dog red blue small large sits on table near window what color is it".split()

@@ -16,7 +16,7 @@ import math
 import pytest
 
 from bench.train_throughput import main
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 from tests.train_support import one_thread  # noqa: F401 (autouse fixture)
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imp_data.build import BuildContext, build
-from imp_data.recipe import parse_recipe
+from imp_data.core.recipe import parse_recipe
 from tests.servers.image_server import ImageServer
 
 

@@ -21,9 +21,9 @@ import polars as pl
 import webdataset as wds
 
 from imp_data.build import BuildContext, build
-from imp_data.layout import Layout
-from imp_data.export import export_llava
-from imp_data.recipe import load_recipe
+from imp_data.core.layout import Layout
+from imp_data.core.recipe import load_recipe
+from imp_data.shards.export import export_llava
 from tests.conftest import DEMO_RECIPE, build_demo
 
 MIXES = ("demo_stage1", "demo_stage2")

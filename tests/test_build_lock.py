@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from imp_data.buildlock import OWNER_NAME, build_running, hold_build_lock, lock_path, refuse_if_building
-from imp_data.errors import BuildLocked
-from imp_data.io import atomic_path, remove_stale_temps, tmp_path_for
+from imp_data.core.errors import BuildLocked
+from imp_data.core.io import atomic_path, remove_stale_temps, tmp_path_for
+from imp_data.storage.buildlock import OWNER_NAME, build_running, hold_build_lock, lock_path, refuse_if_building
 from tests.conftest import DEMO_RECIPE, ROOT
 
 
@@ -81,7 +81,7 @@ def owner_pid(data: Path) -> int | None:
 
 HOLDER = """
 import sys
-from imp_data.buildlock import hold_build_lock
+from imp_data.storage.buildlock import hold_build_lock
 with hold_build_lock(sys.argv[1], "imp-data build manifests/demo.yaml (test holder)"):
     print("held", flush=True)
     sys.stdin.readline()
@@ -100,7 +100,7 @@ def test_second_build_refused_in_one_line_then_runs_once_the_first_is_done(tmp_p
         assert f"pid {holder.pid} on" in build_running(data)
         with pytest.raises(BuildLocked, match=rf"pid {holder.pid} on .*wait for it to finish, or stop it"):
             refuse_if_building(data)
-        from imp_data.recipe import load_recipe
+        from imp_data.core.recipe import load_recipe
         from pipelines.resources import DataRoot
 
         with pytest.raises(BuildLocked, match=rf"pid {holder.pid} on"):  # every Dagster step starts here
@@ -151,7 +151,7 @@ def test_sigkilled_build_leaves_no_stale_lock_and_its_temps_are_swept(tmp_path, 
 WRITER = """
 import sys, time
 from pathlib import Path
-from imp_data.io import atomic_path
+from imp_data.core.io import atomic_path
 out, tag, barrier = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 with atomic_path(out) as tmp:
     with open(tmp, "w") as fh:
@@ -213,7 +213,7 @@ def test_owner_file_names_the_holder_and_other_processes_see_it(tmp_path):
         assert build_running(tmp_path) is None, "this process's own checks do not refuse it"
         owner = json.loads((tmp_path / ".imp-data" / OWNER_NAME).read_text())
         assert owner["pid"] == os.getpid() and owner["command"] == "imp-data build x"
-        probe = run([sys.executable, "-c", "import sys; from imp_data.buildlock import build_running; "
+        probe = run([sys.executable, "-c", "import sys; from imp_data.storage.buildlock import build_running; "
                      "print(build_running(sys.argv[1]))", str(tmp_path)])
         assert f"pid {os.getpid()} on {socket.gethostname()}" in probe.stdout and "imp-data build x" in probe.stdout
     assert not (tmp_path / ".imp-data" / OWNER_NAME).exists()
@@ -223,7 +223,7 @@ def test_owner_file_names_the_holder_and_other_processes_see_it(tmp_path):
 
 POOL = """
 import os, time
-from imp_data.procs import worker_pool
+from imp_data.core.procs import worker_pool
 
 MARK = "unset"
 

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from imp_data.card import CARD, SOURCES, recipe_digest, render_card, split_card
-from imp_data.citations import CITATIONS
+from imp_data.audit.card import CARD, SOURCES, recipe_digest, render_card, split_card
+from imp_data.core.citations import CITATIONS
 
 MIXES = ["demo_stage1", "demo_stage2"]
 # The Hub's licence identifiers this project's sources use (huggingface.co/docs/hub/repositories-licenses)

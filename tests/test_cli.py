@@ -15,7 +15,7 @@ import sys
 import polars as pl
 import pytest
 
-from imp_data.recipe import load_recipe
+from imp_data.core.recipe import load_recipe
 from tests.conftest import DEMO_RECIPE, ROOT, guarded_env
 
 COMMANDS = ["fixtures", "build", "validate", "stats", "export-llava", "publish", "schemas", "train", "eval", "demo"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imp_data.card import CARD, FEATURES, split_card
+from imp_data.audit.card import CARD, FEATURES, split_card
 
 MIX = "demo_stage2"  # text-only samples and several sources' meta
 

@@ -20,7 +20,7 @@ from dagster._core.definitions.observe import observe
 from dagster._core.loader import LoadingContextForTest
 
 from imp_data.build import BuildContext, build
-from imp_data.recipe import load_recipe
+from imp_data.core.recipe import load_recipe
 from pipelines.definitions import build_definitions
 from tests.conftest import DEMO_RECIPE
 from tests.test_rebuilds import edit_image, edit_text, outputs

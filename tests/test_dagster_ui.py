@@ -26,7 +26,7 @@ import pytest
 import requests
 import yaml
 
-from imp_data.recipe import load_recipe
+from imp_data.core.recipe import load_recipe
 from tests.conftest import DEMO_RECIPE, ROOT
 
 MIX = "demo_stage2"
@@ -214,8 +214,8 @@ def test_browser_shows_report_table(dagster_server):
     """The per_source metadata renders as an HTML table whose cells are the library's table, row by row."""
     from playwright.sync_api import sync_playwright
 
-    from imp_data.report import source_table
-    from imp_data.stats import load_stats
+    from imp_data.audit.report import source_table
+    from imp_data.audit.stats import load_stats
 
     base, _, data = dagster_server
     want = [[c.replace("**", "").strip() for c in line.strip("|").split("|")]  # bold renders as text

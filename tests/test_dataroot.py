@@ -19,9 +19,9 @@ import polars as pl
 import pytest
 import webdataset as wds
 
-from imp_data.dataroot import LEDGER_DIR, RemoteRoot, open_data_root
-from imp_data.errors import ImpDataError
-from imp_data.remote import shard_urls
+from imp_data.core.errors import ImpDataError
+from imp_data.storage.dataroot import LEDGER_DIR, RemoteRoot, open_data_root
+from imp_data.storage.remote import shard_urls
 from tests.conftest import DEMO_RECIPE, guarded_env
 from tests.servers.s3_server import BUCKET, s3_server
 
@@ -84,7 +84,7 @@ def test_outputs_land_in_the_bucket_byte_identical_to_a_local_build(s3, remote_b
 
 def test_a_fresh_machine_rebuilds_without_uploading_or_rendering(s3, remote_build, tmp_path):
     from imp_data.build import BuildContext, build
-    from imp_data.recipe import load_recipe
+    from imp_data.core.recipe import load_recipe
 
     before = snapshot(s3)
     local, remote = open_data_root(ROOT_URL, tmp_path / "cache_b")
@@ -100,7 +100,7 @@ def test_a_fresh_machine_rebuilds_without_uploading_or_rendering(s3, remote_buil
 def test_a_dagster_shard_step_on_a_fresh_pod_rewrites_only_the_missing_shard(s3, remote_build, tmp_path):
     import dagster as dg
 
-    from imp_data.recipe import load_recipe
+    from imp_data.core.recipe import load_recipe
     from pipelines.assets import mix_assets
     from pipelines.resources import DataRoot
 
@@ -134,7 +134,7 @@ def test_webdataset_streams_the_mix_back_from_the_bucket(remote_build):
 
 def test_source_folder_missing_from_the_bucket_is_one_clear_error(s3, tmp_path):
     from imp_data.build import BuildContext, fetch_source
-    from imp_data.recipe import load_recipe
+    from imp_data.core.recipe import load_recipe
 
     local, remote = open_data_root(f"s3://{BUCKET}/empty-root", tmp_path / "c")
     ctx = BuildContext(recipe=load_recipe(DEMO_RECIPE), data_root=local, remote=remote, progress=False)
@@ -212,7 +212,7 @@ def test_a_local_path_is_its_own_root(tmp_path, monkeypatch):
 def test_index_step_and_its_checks_on_a_fresh_pod_read_from_the_bucket(s3, remote_build, tmp_path):
     import dagster as dg
 
-    from imp_data.recipe import load_recipe
+    from imp_data.core.recipe import load_recipe
     from pipelines.assets import mix_assets
     from pipelines.checks import mix_checks
     from pipelines.resources import DataRoot

@@ -3,7 +3,7 @@ split loaders (the images the questions ask about, MMBench's base64 images inclu
 whole download with `imp_data.eval.benchmarks.list_images`) or, as published, from an archive; with the TextCaps rule off every TextCaps/TextVQA overlap is found — the exact copy and the
 re-encoded and resized-and-cropped ones — with it on the report says none remain; the removal table
 reconciles with stats and the shard index; and the blocking check's library side
-(`imp_data.quality.contamination_left`) fails when matching samples are in the plan beyond the policy.
+(`imp_data.audit.quality.contamination_left`) fails when matching samples are in the plan beyond the policy.
 
 Run: pytest tests/test_decontamination.py
 """
@@ -21,15 +21,15 @@ import polars as pl
 import pytest
 import yaml
 
+from imp_data.audit.quality import contamination_left
 from imp_data.build import BuildContext, build
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
+from imp_data.core.recipe import parse_recipe
 from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.fixtures import pictures
 from imp_data.fixtures.benchmarks import NEAR_DUPLICATES, TEXTVQA_COPIES
 from imp_data.images import hash_image
 from imp_data.mix.dedup_policy import benchmark_hashes, list_benchmark_images
-from imp_data.quality import contamination_left
-from imp_data.recipe import parse_recipe
 from tests.conftest import DEMO_RECIPE
 
 MIX = "demo_stage2"
@@ -163,7 +163,7 @@ def test_a_published_url_is_fetched_once_then_read_in_place(tmp_path):
     """imp_1m names TextVQA's image zip by its URL: fetched into DATA/raw/benchmarks/<name>/ once, hashed there."""
     from types import SimpleNamespace
 
-    from imp_data.layout import Layout
+    from imp_data.core.layout import Layout
     from imp_data.mix.dedup_policy import benchmark_location
     from tests.servers.image_server import ImageServer
 

@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 from imp_data.fixtures import pictures
 from imp_data.images import hash_image
 from imp_data.mix.dedup import find_contamination, find_duplicates, plan_removals, removals_from_contamination

@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from imp_data.cli import main
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.eval.runner import TABLE, run_eval
 from imp_data.eval.splits import SPLITS, cut_at_stop, find_splits, resolve_max_new_tokens

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.eval.benchmarks import list_images
 from imp_data.eval.lmms import LAYOUTS, load_lmms, load_mmbench, load_scienceqa

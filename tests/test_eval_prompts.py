@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.eval.benchmarks import LOADERS, load_benchmark, load_mmbench, load_scienceqa, textvqa_question
 from imp_data.eval.published import is_missing

@@ -12,11 +12,17 @@ import json
 
 import pytest
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.eval.benchmarks import load_benchmark
-from imp_data.eval.submission import (answer_id, read_answers, write_answers, write_mmbench_upload,
-                                      write_vizwiz_upload, write_vqav2_upload)
+from imp_data.eval.submission import (
+    answer_id,
+    read_answers,
+    write_answers,
+    write_mmbench_upload,
+    write_vizwiz_upload,
+    write_vqav2_upload,
+)
 from imp_data.eval.xlsx import column_letter, read_xlsx, write_xlsx
 
 ANSWERS = (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from imp_data.errors import ImageError
+from imp_data.core.errors import ImageError
 from imp_data.fetch.archives import Archive, is_archive
 from imp_data.fetch.image_store import ImageStore, url_filename
 from tests.servers import no_external_network  # noqa: F401 - autouse guard

@@ -18,11 +18,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from imp_data.errors import FetchError
+from imp_data.core.errors import FetchError
+from imp_data.core.io import file_sha256
 from imp_data.fetch.image_store import ImageStore
 from imp_data.fetch.locations import resolve_location
 from imp_data.fetch.marker import marker_path, read_marker
-from imp_data.io import file_sha256
 from tests.servers import no_external_network  # noqa: F401 - autouse guard
 from tests.servers.hub_server import HubServer
 from tests.servers.image_server import make_image, wait_until
@@ -83,8 +83,8 @@ def test_pinned_revision_and_allow_patterns(hub, tmp_path):
 
 def test_demo_sources_fetch_through_the_hub_like_the_local_mirror(hub, tmp_path):
     from imp_data.build import BuildContext, fetch_source, image_store_factory, normalize_source
+    from imp_data.core.recipe import load_recipe
     from imp_data.fixtures import write_mirror
-    from imp_data.recipe import load_recipe
 
     write_mirror(tmp_path / "mirror", scale=1, seed=0)
     commit = hub.add_commit("imp-demo/mirror", tmp_path / "mirror")

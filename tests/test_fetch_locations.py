@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imp_data.errors import FetchError
+from imp_data.core.errors import FetchError
 from imp_data.fetch.download import download_file
 from imp_data.fetch.locations import HubLocation, LocalLocation, UrlLocation, parse_location, resolve_location
 from imp_data.fetch.marker import FileRecord, marker_path, marker_problems, read_marker, write_marker

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from imp_data.errors import ImageError
+from imp_data.core.errors import ImageError
 from imp_data.fixtures import pictures
 from imp_data.images import hash_image, render_image
 

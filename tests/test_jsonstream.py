@@ -9,7 +9,7 @@ import json
 import pytest
 
 import imp_data.sources.jsonstream as js
-from imp_data.errors import SourceFormatError
+from imp_data.core.errors import SourceFormatError
 
 RECORDS = [{"id": i, "text": "é\u2028" + "x" * (i * 7 % 50), "n": 12345678901234, "f": -1.5e10, "l": [1, [2]]}
            for i in range(300)]

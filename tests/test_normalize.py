@@ -6,8 +6,8 @@ Run: pytest tests/test_normalize.py
 
 import polars as pl
 
+from imp_data.core.schema import Reject, Sample
 from imp_data.normalize import iter_outcomes, normalize_records, read_counts, row_to_sample_dict
-from imp_data.schema import Reject, Sample
 from imp_data.sources.base import Candidate, Problem
 
 

@@ -16,10 +16,10 @@ import json
 
 import pytest
 
-from imp_data.card import render_card, split_card
+from imp_data.audit.card import render_card, split_card
 from imp_data.cli import main
-from imp_data.errors import ImpDataError
-from imp_data.publish_hub import parse_hub_url, publish_to_hub
+from imp_data.core.errors import ImpDataError
+from imp_data.storage.publish_hub import parse_hub_url, publish_to_hub
 from tests.servers.hub_server import HubServer
 
 MIX = "demo_stage2"
@@ -156,9 +156,9 @@ def test_datasets_loads_the_published_repo_through_its_card(hub, mix_dir, tmp_pa
 
 
 def test_a_card_the_hub_refuses_stops_before_any_upload(hub, mix_dir, monkeypatch):
-    import imp_data.card
+    import imp_data.audit.card
 
-    monkeypatch.setattr(imp_data.card, "render_card", lambda stats, **kw: "---\nlicense: [unclosed\n---\n")
+    monkeypatch.setattr(imp_data.audit.card, "render_card", lambda stats, **kw: "---\nlicense: [unclosed\n---\n")
     with pytest.raises(ImpDataError, match="the Hub refuses the dataset card"):
         publish_to_hub(mix_dir, f"hf://datasets/{REPO}")
     assert not hub.cdn.seen("PUT") and not hub.commit_log

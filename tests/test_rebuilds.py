@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from imp_data.build import BuildContext, build
-from imp_data.recipe import Recipe, load_recipe
+from imp_data.core.recipe import Recipe, load_recipe
 from tests.conftest import DEMO_RECIPE
 
 STAGE2 = "demo_stage2"

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from imp_data.cli import main
-from imp_data.errors import RecipeError
-from imp_data.recipe import load_recipe, parse_recipe
+from imp_data.core.errors import RecipeError
+from imp_data.core.recipe import load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = {

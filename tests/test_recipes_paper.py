@@ -18,10 +18,10 @@ import yaml
 from pydantic_core import to_jsonable_python
 
 from imp_data.cli import main
-from imp_data.errors import ImpDataError, RecipeError
+from imp_data.core.errors import ImpDataError, RecipeError
+from imp_data.core.recipe import MixSource, load_recipe, parse_recipe
 from imp_data.mix.select import SELECT_COLUMNS, select_columns, select_source
 from imp_data.normalize import normalize_records
-from imp_data.recipe import MixSource, load_recipe, parse_recipe
 from imp_data.sources.base import SHORT_ANSWER_PROMPT
 from imp_data.sources.registry import get_adapter
 
@@ -172,8 +172,8 @@ def mirror_recipe(tmp_path: Path) -> Path:
 
 def test_ablation_builds_on_fixture_mirror(tmp_path):
     from imp_data.build import BuildContext, build
+    from imp_data.core.layout import Layout
     from imp_data.fixtures import write_mirror
-    from imp_data.layout import Layout
 
     write_mirror(tmp_path / "mirror", scale=1, seed=0)
     (tmp_path / "mirror" / "ai2d" / "ai2d_test_ids.txt").write_text("# the fixture has no AI2D test questions\n")

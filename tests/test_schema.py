@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from imp_data.schema import Reject, Sample, ShardRecord, Turn
+from imp_data.core.schema import Reject, Sample, ShardRecord, Turn
 from imp_data.schema_export import schema_texts, stale_schemas
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,9 +24,9 @@ from pydantic import ValidationError
 
 import tests.test_recipe as recipe_tests
 import tests.test_schema as schema_tests
-from imp_data.errors import RecipeError
-from imp_data.recipe import parse_recipe
-from imp_data.schema import Reject, Sample, ShardRecord, Turn
+from imp_data.core.errors import RecipeError
+from imp_data.core.recipe import parse_recipe
+from imp_data.core.schema import Reject, Sample, ShardRecord, Turn
 from tests.hostile import test_containment_and_cli as hostile
 
 ROOT = Path(__file__).resolve().parent.parent

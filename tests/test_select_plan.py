@@ -6,9 +6,9 @@ Run: pytest tests/test_select_plan.py
 
 import polars as pl
 
+from imp_data.core.recipe import DropRule, MixSource
 from imp_data.mix.plan import plan_mix, shard_count
 from imp_data.mix.select import select_source
-from imp_data.recipe import DropRule, MixSource
 
 
 def frame(n=200, seed=0):

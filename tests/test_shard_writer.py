@@ -12,7 +12,7 @@ import tarfile
 import webdataset as wds
 from PIL import Image
 
-from imp_data.io import dumps_canonical
+from imp_data.core.io import dumps_canonical
 from imp_data.shards.reader import iter_tar_samples
 from imp_data.shards.writer import Member, shard_fingerprint, shard_is_complete, write_shard
 

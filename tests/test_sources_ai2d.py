@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imp_data.errors import SourceFormatError
+from imp_data.core.errors import SourceFormatError
 from imp_data.sources.base import Candidate, Problem
 from imp_data.sources.registry import get_adapter
 from tests.source_support import SAMPLES

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from imp_data.errors import SourceFormatError
+from imp_data.core.errors import SourceFormatError
 from imp_data.sources.base import resolve_files
 from imp_data.sources.registry import ADAPTERS, get_adapter
 from tests.source_support import read

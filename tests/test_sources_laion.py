@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from imp_data.errors import SourceFormatError
+from imp_data.core.errors import SourceFormatError
 from imp_data.sources import laion_gpt4v
 from imp_data.sources.base import Candidate, Problem
 from imp_data.sources.laion_gpt4v import CAPTION_PROMPTS, pick_prompt

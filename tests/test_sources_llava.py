@@ -15,9 +15,6 @@ from imp_data.sources.registry import get_adapter
 from tests.source_support import SAMPLES, read, write
 
 
-
-
-
 def test_llava_665k_real_records():
     out = read("llava_665k", SAMPLES, ["llava665k.json"])
     assert out == [

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from imp_data.core.recipe import load_recipe
 from imp_data.fixtures import write_mirror
 from imp_data.normalize import normalize_records
-from imp_data.recipe import load_recipe
 from imp_data.sources.base import Candidate, Problem, resolve_files
 from imp_data.sources.registry import ADAPTERS
 

@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from imp_data.audit.quality import end_counts
 from imp_data.build import BuildContext, build
-from imp_data.quality import end_counts
-from imp_data.recipe import parse_recipe
+from imp_data.core.recipe import parse_recipe
 
 N_RECORDS, BROKEN = 40, 12
 

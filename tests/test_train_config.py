@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from imp_data.errors import RecipeError
+from imp_data.core.errors import RecipeError
 from imp_data.train.config import load_run
 from imp_data.train.loop import build_optimizer
 from tests.train_support import RUNS

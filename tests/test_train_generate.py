@@ -21,7 +21,6 @@ from imp_data.train.template import SYSTEM
 from tests.train_support import RUNS, demo_data_root, one_thread, read_sample  # noqa: F401 (autouse fixture)
 
 
-
 @pytest.fixture(scope="module")
 def data_root(demo_build, tmp_path_factory):
     return demo_data_root(demo_build[0], tmp_path_factory.mktemp("generate"))

@@ -14,8 +14,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from imp_data.train.template import (IGNORE_INDEX, IMAGE_TOKEN_INDEX, SYSTEM, encode_sample, prompt_phi2,
-                                     render_phi2)
+from imp_data.train.template import IGNORE_INDEX, IMAGE_TOKEN_INDEX, SYSTEM, encode_sample, prompt_phi2, render_phi2
 from imp_data.train.tokenizer import load_tokenizer, setup_phi2_tokenizer, train_tiny_tokenizer
 
 IMG = "<IMG>"  # stands for IMAGE_TOKEN_INDEX in the expected lists

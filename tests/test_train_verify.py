@@ -23,7 +23,7 @@ import polars as pl
 import pytest
 import torch
 
-from imp_data.errors import ShardError
+from imp_data.core.errors import ShardError
 from imp_data.train.checkpoint import latest_checkpoint
 from imp_data.train.data import make_loader
 from imp_data.train.loop import mix_render

@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 import yaml
 
-from imp_data.fingerprint import CODE_VERSIONS
-from imp_data.validate import validate_paths
+from imp_data.audit.validate import validate_paths
+from imp_data.core.fingerprint import CODE_VERSIONS
 from tests.conftest import DEMO_RECIPE, ROOT, guarded_env
 
 MIX = "demo_stage2"

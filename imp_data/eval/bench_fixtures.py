@@ -10,8 +10,8 @@ import json
 import random
 from pathlib import Path
 
-from imp_data.fixtures.pictures import photo
 from imp_data.eval.benchmarks import SHORT, VIZWIZ_SUFFIX
+from imp_data.fixtures.pictures import photo
 
 TEN = lambda a, b: [a] * 7 + [b] * 3  # noqa: E731  (10 annotator answers, mostly agreeing)
 

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imp_data.errors import SourceFormatError
-from imp_data.eval.published import _get, _json, is_missing, read_jsonl, read_mmbench_tsv
+from imp_data.core.errors import SourceFormatError
 from imp_data.eval.lmms_parquet import list_parquet_images
+from imp_data.eval.published import _get, _json, is_missing, read_jsonl, read_mmbench_tsv
 
 SHORT = "Answer the question using a single word or phrase."
 LETTER = "Answer with the option's letter from the given choices directly."

@@ -26,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from imp_data.errors import SourceFormatError
+from imp_data.core.errors import SourceFormatError
 from imp_data.eval.benchmarks import LETTER, MME_YES_NO, SHORT, VIZWIZ_SUFFIX, EvalItem, mmbench_question
-from imp_data.eval.published import is_missing
 from imp_data.eval.lmms_parquet import parquet_files, read_split
+from imp_data.eval.published import is_missing
 
 # split key -> the glob patterns (relative to ROOT/<benchmark>/) of the lmms-lab files it reads; all must match.
 # File names as on the Hub: POPE data/test-0000k-of-00003.parquet, MME data/test-0000k-of-00004-<hash>.parquet,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imp_data.errors import ImpDataError, SourceFormatError
+from imp_data.core.errors import ImpDataError, SourceFormatError
 
 REDOWNLOAD = "re-download it from the lmms-lab Hub repo (huggingface_hub.snapshot_download)"
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from imp_data.errors import ImpDataError, SourceFormatError
+from imp_data.core.errors import ImpDataError, SourceFormatError
 
 # What pandas.read_table (LLaVA's MMBench reader) turns into NaN, plus LLaVA's is_none ("nan"/"none", any case).
 PANDAS_NA = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
+from imp_data.core.io import write_json_atomic, write_text_atomic
 from imp_data.eval.benchmarks import EvalItem
 from imp_data.eval.splits import SPLITS, cut_at_stop, get_split, resolve_max_new_tokens
 from imp_data.eval.submission import write_answers
-from imp_data.io import write_json_atomic, write_text_atomic
 
 TABLE = [("vqav2", "VQAv2"), ("gqa", "GQA"), ("vizwiz", "VizWiz"), ("scienceqa", "SQA(IMG)"), ("textvqa", "TextVQA"),
          ("pope", "POPE"), ("mme", "MME"), ("mmbench", "MMB"), ("mmvet", "MM-Vet")]

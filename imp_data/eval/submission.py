@@ -25,12 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
+from imp_data.core.io import write_text_atomic
 from imp_data.eval.benchmarks import EvalItem
-from imp_data.eval.published import PANDAS_NA, read_jsonl, read_tsv_rows
 from imp_data.eval.metrics import normalize_evalai_answer
+from imp_data.eval.published import PANDAS_NA, read_jsonl, read_tsv_rows
 from imp_data.eval.xlsx import write_xlsx
-from imp_data.io import write_text_atomic
 
 MMBENCH_DROPPED = ("hint", "category", "source", "image", "comment", "l2-category")
 _SHORTUUID = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 
 _STAMP = (2023, 7, 12, 0, 0, 0)  # MMBench dev 20230712
 

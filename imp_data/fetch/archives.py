@@ -30,8 +30,8 @@ import threading
 import zipfile
 from pathlib import Path
 
-from imp_data.errors import ArchiveError, ImageError
-from imp_data.limits import active
+from imp_data.core.errors import ArchiveError, ImageError
+from imp_data.core.limits import active
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 MAX_DUPLICATE_NAMES = 100  # names kept for the report; the count is exact

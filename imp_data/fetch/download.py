@@ -19,7 +19,8 @@ from pathlib import Path
 
 import urllib3
 
-from imp_data.errors import FetchError
+from imp_data.core.errors import FetchError
+from imp_data.core.progress import progress_bar
 from imp_data.fetch.transport import (
     Backoff,
     TooManyRedirects,
@@ -28,7 +29,6 @@ from imp_data.fetch.transport import (
     open_url,
     parse_retry_after,
 )
-from imp_data.progress import progress_bar
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")

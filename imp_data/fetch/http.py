@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 
+from imp_data.core.progress import progress_bar
 from imp_data.fetch.downloads_table import (
     DownloadRow,
     is_retryable,
@@ -50,7 +51,6 @@ from imp_data.fetch.transport import (
     open_url,
     retry_wait,
 )
-from imp_data.progress import progress_bar
 
 __all__ = ["DownloadConfig", "download_images", "robots_forbid", "sniff_image", "summarize_downloads"]
 

@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from imp_data.errors import FetchError
+from imp_data.core.errors import FetchError
+from imp_data.core.progress import progress_bar
 from imp_data.fetch.marker import FileRecord
 from imp_data.fetch.transport import origin
-from imp_data.progress import progress_bar
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")

@@ -27,9 +27,9 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from imp_data.errors import ImageError
+from imp_data.core.errors import ImageError
+from imp_data.core.limits import active
 from imp_data.fetch.archives import Archive, is_archive
-from imp_data.limits import active
 
 URL_PREFIXES = ("http://", "https://")
 BASENAME_PREFIX = "**/"

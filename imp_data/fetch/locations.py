@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote, urlsplit
 
-from imp_data.errors import FetchError
+from imp_data.core.errors import FetchError
 from imp_data.fetch.marker import FileRecord, Verify, marker_path, marker_problems, read_marker, write_marker
 
 GLOB_CHARS = "*?["

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from imp_data.io import file_sha256
+from imp_data.core.io import file_sha256
 
 MARKER_DIR = ".imp-fetch"
 MARKER_VERSION = 1

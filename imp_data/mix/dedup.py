@@ -37,7 +37,7 @@ import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 from imp_data.mix.hashindex import HashIndex, phashes_to_array, popcount64
 from imp_data.mix.removals import REMOVAL_COLUMNS
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from imp_data.errors import ImageError, ImpDataError
+from imp_data.core.errors import ImageError, ImpDataError
 from imp_data.mix.dedup import plan_removals
 
 log = logging.getLogger(__name__)
@@ -105,10 +105,9 @@ def benchmark_hashes(name: str, location: Path, scope: str = "asked", exif_trans
 def benchmark_location(ctx, name: str, location: str) -> Path:
     """A benchmark image set on disk: a local path read in place (relative to the data root), or a URL / Hub
     location fetched once into `DATA/raw/benchmarks/<name>/` (completion marker, resumable)."""
-    from imp_data.build_context import local_location
+    from imp_data.core.context import local_location
     from imp_data.fetch.locations import resolve_location
-
-    from imp_data.stage_sync import benchmark_unit, tree_files, under_root
+    from imp_data.storage.sync import benchmark_unit, tree_files, under_root
 
     local = local_location(location, ctx.data_root)
     if local is not None:
@@ -134,7 +133,7 @@ def _memo_hashes(ctx, name: str, location: str, scope: str, exif_transpose: bool
 
 def removals_for_mix(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFrame) -> pl.DataFrame:
     """Contamination (reported to contamination.parquet, dropped per policy), then dedup of the rest."""
-    from imp_data.io import atomic_path
+    from imp_data.core.io import atomic_path
 
     spec = ctx.recipe.mixes[mix]
     frame = (renders.filter(pl.col("reason").is_null()).select("id", "sha256", "phash")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from imp_data.layout import Layout
+from imp_data.core.layout import Layout
 
 
 def activated(layout: Layout, mix: str, columns: list[str] | None = None) -> pl.DataFrame:
@@ -56,7 +56,7 @@ def next_from_reserve(reserve: pl.DataFrame, used: dict[str, int], wanted: dict[
 
 def render_rows(ctx, mix: str, rows: pl.DataFrame, bar) -> tuple[list[pl.DataFrame], int, int]:
     """Render `rows` (any sources of the mix) through the content-addressed cache, source by source."""
-    from imp_data.build_context import image_store_factory
+    from imp_data.core.context import image_store_factory
     from imp_data.mix.render import render_selection
 
     parts, rendered, reused = [], 0, 0

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 
 _ALL = (1 << 64) - 1
 _HEX = np.full(256, 255, dtype=np.uint8)  # ASCII byte -> nibble value, 255 for "not a hex digit"

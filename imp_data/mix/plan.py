@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from imp_data.io import atomic_path
+from imp_data.core.io import atomic_path
 from imp_data.mix.select import keyed_rank
 
 KEY_DIGITS = 9

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import polars as pl
 
-from imp_data.errors import ImageError
-from imp_data.fingerprint import CODE_VERSIONS, FileHashes, digest
-from imp_data.io import atomic_path, dumps_canonical
-from imp_data.recipe import RenderSpec
+from imp_data.core.errors import ImageError
+from imp_data.core.fingerprint import CODE_VERSIONS, FileHashes, digest
+from imp_data.core.io import atomic_path, dumps_canonical
+from imp_data.core.recipe import RenderSpec
 
 CHUNK = 1024
 
@@ -65,7 +65,7 @@ class RenderJob:
     hashes: FileHashes
     previous: dict = field(default_factory=dict)  # id -> (render_key, result) of the last renders.parquet
     trust_previous: bool = False  # remote data root: the JPEGs of previous renders are in the bucket
-    limits: dict | None = None  # the recipe's caps (imp_data.limits), applied in the worker
+    limits: dict | None = None  # the recipe's caps (imp_data.core.limits), applied in the worker
 
 
 @dataclass
@@ -98,7 +98,7 @@ def _read_result(cache: Path, key: str) -> dict | None:
 
 
 def _render_one(store, image: str, key: str, spec: RenderSpec, cache: Path) -> dict:
-    from imp_data.errors import ImpDataError
+    from imp_data.core.errors import ImpDataError
     from imp_data.images import render_image  # imported in the worker
 
     failed = "image_unreadable"
@@ -124,7 +124,7 @@ def _render_one(store, image: str, key: str, spec: RenderSpec, cache: Path) -> d
 
 
 def _run_job(job: RenderJob) -> ChunkResult:
-    from imp_data.limits import applied
+    from imp_data.core.limits import applied
 
     with applied(job.limits):
         return _run_chunk(job)
@@ -232,7 +232,7 @@ def render_selection(
     Rows without an image are skipped (text-only). The result has one row per image sample: hashes and
     cache path, or `reason`/`detail` when the image could not be read or decoded (a render reject).
     """
-    from imp_data.procs import worker_pool
+    from imp_data.core.procs import worker_pool
 
     with_image = selected.filter(pl.col("image").is_not_null()).select("id", "image")
     ids, images = with_image["id"].to_list(), with_image["image"].to_list()

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from imp_data.errors import ImpDataError
-from imp_data.recipe import DropRule, MixSource
+from imp_data.core.errors import ImpDataError
+from imp_data.core.recipe import DropRule, MixSource
 
 SELECT_COLUMNS = ["id", "source", "source_id", "image", "n_turns", "text_chars", "text_words", "order"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from imp_data.errors import ShardError
-from imp_data.io import atomic_path, dumps_canonical, write_json_atomic
+from imp_data.core.errors import ShardError
+from imp_data.core.io import atomic_path, dumps_canonical, write_json_atomic
+from imp_data.core.recipe import RenderSpec
 from imp_data.mix.plan import shard_count, shard_name
-from imp_data.recipe import RenderSpec
 from imp_data.shards.writer import INDEX_SCHEMA, Member, shard_fingerprint, shard_is_complete, write_shard
 
 WIDS_KIND = "wids-shard-index-v1"
@@ -114,9 +114,9 @@ def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, prog
     get only shard numbers and read their own rows, so the parent stays small and the work splits evenly
     across processes. Shard files beyond the plan's shard count (a mix that shrank) are removed.
     """
-    from imp_data import stage_sync
-    from imp_data.procs import worker_pool
+    from imp_data.core.procs import worker_pool
     from imp_data.stage_inputs import recipe_inputs
+    from imp_data.storage import sync as stage_sync
 
     layout = ctx.layout
     if ctx.remote is not None:

@@ -8,9 +8,8 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-
-from imp_data.errors import ShardError
-from imp_data.io import file_sha256, read_table
+from imp_data.core.errors import ShardError
+from imp_data.core.io import file_sha256, read_table
 
 
 def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict, bytes | None]]:

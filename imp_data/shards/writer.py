@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imp_data.io import atomic_path, file_sha256
+from imp_data.core.io import atomic_path, file_sha256
 
 TAR_FORMAT = tarfile.USTAR_FORMAT  # keys are short: no PAX/GNU extension headers, widest compatibility
 
@@ -106,7 +106,7 @@ class _TarStream:
 def shard_fingerprint(members: list[Member], recipe_inputs: dict, jpg_ids: list[str | None]) -> str:
     """What a shard is made from: every member's key and JSON bytes, the identity of each JPEG (its render
     cache key: content-addressed), the shard code version and the recipe fields the shard stage reads."""
-    from imp_data.fingerprint import stage_fingerprint
+    from imp_data.core.fingerprint import stage_fingerprint
 
     return stage_fingerprint("shards", recipe=recipe_inputs,
                              members=[[m.key, hashlib.sha256(m.json_bytes).hexdigest(), jpg]

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field
 
-from imp_data.errors import SourceFormatError
+from imp_data.core.errors import SourceFormatError
 from imp_data.sources.base import MULTIPLE_CHOICE_PROMPT, Adapter, Problem, Record, lettered_options, resolve_files
 from imp_data.sources.jsoncaps import BadRecord, read_record
 from imp_data.sources.vqa import QA, VQAOptions, read_fields, to_records

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from imp_data.errors import SourceFormatError
-from imp_data.schema import IMAGE_TOKEN
+from imp_data.core.errors import SourceFormatError
+from imp_data.core.schema import IMAGE_TOKEN
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 MULTIPLE_CHOICE_PROMPT = "Answer with the option's letter from the given choices directly."
@@ -58,7 +58,7 @@ class Adapter:
     description: ClassVar[str]
     default_files: ClassVar[list[str]]
     # Bump when a change in this adapter changes the records it yields: its sources are normalized again
-    # (and everything made from them is checked), see imp_data.fingerprint.
+    # (and everything made from them is checked), see imp_data.core.fingerprint.
     version: ClassVar[str] = "1"
     Options: ClassVar[type[BaseModel]] = NoOptions
 

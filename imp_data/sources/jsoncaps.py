@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from imp_data.errors import SourceFormatError
-from imp_data.limits import active
+from imp_data.core.errors import SourceFormatError
+from imp_data.core.limits import active
 
 _BOM = b"\xef\xbb\xbf"
 

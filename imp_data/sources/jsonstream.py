@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from imp_data.errors import SourceFormatError
-from imp_data.limits import active
+from imp_data.core.errors import SourceFormatError
+from imp_data.core.limits import active
 from imp_data.sources.jsoncaps import BadRecord, bad_number, larger_than, too_deep_record, too_large_record
 
 _CHUNK = 1 << 22  # bytes per read, 4 MiB: large enough that refills are rare, small enough to bound memory
@@ -179,7 +179,7 @@ class _Buffer:
 
 def iter_json_array(path: str | Path, *, key: str | None = None) -> Iterator[Any]:
     """Yield the elements of a top-level JSON list (or of `top[key]` when the top level is an object);
-    an element that breaks a cap of `imp_data.limits.active()` is yielded as a `BadRecord`.
+    an element that breaks a cap of `imp_data.core.limits.active()` is yielded as a `BadRecord`.
 
     Args:
         path: the JSON file.

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from imp_data.errors import SourceFormatError
-from imp_data.schema import IMAGE_TOKEN
+from imp_data.core.errors import SourceFormatError
+from imp_data.core.schema import IMAGE_TOKEN
 from imp_data.sources.base import Adapter, Candidate, Problem, Record, native_id, resolve_files
 
 # ALLaVA's 15 caption instructions, verbatim and in file order (GitHub FreedomIntelligence/ALLaVA

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from imp_data.schema import IMAGE_TOKEN
+from imp_data.core.schema import IMAGE_TOKEN
 from imp_data.sources.base import Candidate, Problem, Record, move_image_token_first, native_id
 from imp_data.sources.jsoncaps import BadRecord
 from imp_data.sources.jsonstream import iter_json_array

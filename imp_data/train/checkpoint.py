@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imp_data.errors import ImpDataError
-from imp_data.io import write_text_atomic
+from imp_data.core.errors import ImpDataError
+from imp_data.core.io import write_text_atomic
 
 ADAPTER_DIR, PROJECTOR_FILE = "adapter", "mm_projector.pt"
 

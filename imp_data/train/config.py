@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from imp_data.errors import RecipeError
+from imp_data.core.errors import RecipeError
 
 
 @dataclass

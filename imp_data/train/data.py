@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imp_data.errors import ImpDataError, ShardError
+from imp_data.core.errors import ImpDataError, ShardError
 from imp_data.train.sampler import modality_lengths, sample_order
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 from imp_data.train.batching import make_collate, make_encode
-from imp_data.train.checkpoint import (latest_checkpoint, load_projector, load_resume_state, load_trainable,
-                                       rng_state, save_checkpoint, set_rng_state)
+from imp_data.train.checkpoint import (
+    latest_checkpoint,
+    load_projector,
+    load_resume_state,
+    load_trainable,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from imp_data.train.config import RunConfig, load_run
 from imp_data.train.data import ShardLoader, make_loader
 from imp_data.train.model import ImpModel, ModelSpec
@@ -227,7 +234,7 @@ def _mean(value: float, world: int, device: torch.device) -> float:
 def truncate_log(path: Path, step: int) -> None:
     """Keep the log lines up to `step`: a run killed after its last checkpoint logged steps that the resumed
     run does again, and they must not appear twice."""
-    from imp_data.io import write_text_atomic
+    from imp_data.core.io import write_text_atomic
 
     if not path.is_file():
         return

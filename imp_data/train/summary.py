@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 from imp_data.train.checkpoint import latest_checkpoint
 
 

@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 from imp_data.cli import main
-from imp_data.layout import Layout
-from imp_data.paths import PathEscapeError, contained
+from imp_data.core.layout import Layout
+from imp_data.core.paths import PathEscapeError, contained
 from tests.conftest import DEMO_RECIPE, guarded_env
 
 NAME_RULE = "mix names must match ^[a-z][a-z0-9_]*$ (the name becomes a folder name)"
@@ -274,7 +274,7 @@ def test_read_only_data_root_by_chmod(roots):
                                                f"the data root {roots.data} is read-only: choose a writable --data-root\n"))
 
 
-BUG = "import imp_data.export as e\ndef boom(*a):\n    raise RuntimeError('the disk controller\\nis on fire')\n" \
+BUG = "import imp_data.shards.export as e\ndef boom(*a):\n    raise RuntimeError('the disk controller\\nis on fire')\n" \
       "e.export_llava = boom"
 
 
@@ -316,7 +316,7 @@ def test_demo_recipe_meets_its_own_policies(demo_build):
     """`imp-data build manifests/demo.yaml` must keep exiting 0: the demo stays within its own limits."""
     from imp_data.build import BuildContext
     from imp_data.cli import policy_violations
-    from imp_data.recipe import load_recipe
+    from imp_data.core.recipe import load_recipe
 
     ctx = BuildContext(recipe=load_recipe(DEMO_RECIPE), data_root=demo_build[0], progress=False)
     assert {mix: policy_violations(ctx, mix) for mix in ctx.recipe.mixes} == {"demo_stage1": [], "demo_stage2": []}

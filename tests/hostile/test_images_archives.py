@@ -32,12 +32,12 @@ import pytest
 from PIL import Image
 
 from imp_data.build import BuildContext, build
-from imp_data.errors import ArchiveError, ImageError
+from imp_data.core.errors import ArchiveError, ImageError
+from imp_data.core.limits import applied
+from imp_data.core.recipe import Limits, load_recipe
 from imp_data.fetch.image_store import ImageStore
 from imp_data.fixtures import write_mirror
 from imp_data.images import hash_image, render_image
-from imp_data.limits import applied
-from imp_data.recipe import Limits, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 AS_LIMIT = 3 * 2**29  # 1.5 GiB of address space for the bomb cases
@@ -237,10 +237,10 @@ _CAPPED = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 job = json.loads(sys.argv[1])
-from imp_data.errors import ImageError
+from imp_data.core.errors import ImageError
 from imp_data.fetch.image_store import ImageStore
 from imp_data.images import render_image
-from imp_data.limits import applied
+from imp_data.core.limits import applied
 
 class Root:
     def __init__(self, location):

@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import imp_data.sources.jsonstream as js
-from imp_data.errors import SourceFormatError
-from imp_data.limits import applied
+from imp_data.core.errors import SourceFormatError
+from imp_data.core.limits import applied
+from imp_data.core.schema import REASON_RE, UNREADABLE_REASONS, Reject
 from imp_data.normalize import iter_outcomes, normalize_records
-from imp_data.schema import REASON_RE, UNREADABLE_REASONS, Reject
 from imp_data.sources.base import Candidate
 from imp_data.sources.registry import get_adapter
 
@@ -270,9 +270,9 @@ def test_build_over_a_mirror_with_every_bad_record(roots):
     """Every per-record case of the issue at once, records and images: the build finishes, balances, and
     lists each bad record with its reason."""
     from imp_data.build import BuildContext, build
+    from imp_data.core.layout import Layout
+    from imp_data.core.recipe import Limits, load_recipe
     from imp_data.fixtures import write_mirror
-    from imp_data.layout import Layout
-    from imp_data.recipe import Limits, load_recipe
     from tests.conftest import DEMO_RECIPE
 
     mirror = roots.data / "mirror"

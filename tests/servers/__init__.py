@@ -18,8 +18,9 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.conftest import no_external_network  # noqa: F401 - re-exported: already autouse for every test
 from netguard import NetworkGuard  # noqa: E402, F401 - re-exported; tests.conftest put it on sys.path
+
+from tests.conftest import no_external_network  # noqa: F401 - re-exported: already autouse for every test
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Where every output of a build lives under the data root (docs/design.md §4): the one place that spells paths.
 
 Source and mix names come from a recipe; each folder or file named after one is checked to stay under
-its layout folder (`imp_data.paths.contained`), so a name can never place a build's output elsewhere.
+its layout folder (`imp_data.core.paths.contained`), so a name can never place a build's output elsewhere.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from imp_data.paths import contained, name_part
+from imp_data.core.paths import contained, name_part
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class Layout:
         return self.mix(mix) / "contamination.parquet"
 
     def stamp(self, unit: str) -> Path:
-        """What a unit of work was made from (imp_data.fingerprint): `stamps/<unit>.json`, e.g.
+        """What a unit of work was made from (imp_data.core.fingerprint): `stamps/<unit>.json`, e.g.
         `stamps/normalized/llava_665k.json`, `stamps/mixes/demo_stage2/plan.json`."""
         return contained(self.root / "stamps", f"{unit}.json")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from imp_data.errors import ImpDataError
-from imp_data.io import write_json_atomic
+from imp_data.core.errors import ImpDataError
+from imp_data.core.io import write_json_atomic
 from imp_data.fetch.downloads_table import summarize_downloads as summarize
 from imp_data.normalize import read_counts
 

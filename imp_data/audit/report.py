@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imp_data.io import atomic_path, write_text_atomic
+from imp_data.core.io import atomic_path, write_text_atomic
 
 CHARTS = "charts"
 
@@ -256,7 +256,7 @@ def render_report(stats: dict, charts: list[str]) -> str:
 
 def write_report(stats: dict, mix_dir: Path) -> Path:
     """report.md and its charts, and the dataset card (README.md): the report unit, all from stats.json."""
-    from imp_data.card import write_card
+    from imp_data.audit.card import write_card
 
     charts = write_charts(stats, mix_dir)
     write_card(stats, mix_dir)

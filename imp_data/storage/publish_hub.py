@@ -20,8 +20,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from imp_data.errors import ImpDataError
-from imp_data.io import file_sha256
+from imp_data.core.errors import ImpDataError
+from imp_data.core.io import file_sha256
 
 HF_URL = re.compile(r"^hf://datasets/([A-Za-z0-9][\w.-]*/[\w.-]+?)(?:@([^/@\s]+))?/?$")
 FILES_PER_COMMIT = 100
@@ -44,9 +44,9 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def _local_files(mix_dir: Path, repo_id: str, branch: str | None) -> dict[str, Path | bytes]:
-    from imp_data.card import CARD, render_card
-    from imp_data.remote import _mix_files
-    from imp_data.stats import load_stats
+    from imp_data.audit.card import CARD, render_card
+    from imp_data.audit.stats import load_stats
+    from imp_data.storage.remote import _mix_files
 
     files: dict[str, Path | bytes] = {p.relative_to(mix_dir).as_posix(): p for p in _mix_files(mix_dir) if p.is_file()}
     files[CARD] = render_card(load_stats(mix_dir), repo_id=repo_id, revision=branch).encode("utf-8")

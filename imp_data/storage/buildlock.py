@@ -25,8 +25,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from imp_data.errors import BuildLocked
-from imp_data.io import write_json_atomic
+from imp_data.core.errors import BuildLocked
+from imp_data.core.io import write_json_atomic
 
 LOCK_DIR = ".imp-data"
 LOCK_NAME = "build.lock"

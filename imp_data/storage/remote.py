@@ -18,8 +18,8 @@ from pathlib import Path
 
 import fsspec
 
-from imp_data.errors import ImpDataError
-from imp_data.io import file_sha256
+from imp_data.core.errors import ImpDataError
+from imp_data.core.io import file_sha256
 
 MANIFEST = "_published.json"
 FILES = ("index.parquet", "rejects.parquet", "stats.json", "report.md", "README.md", "plan.parquet")
@@ -34,9 +34,9 @@ def _mix_files(mix_dir: Path) -> list[Path]:
 
 def publish_mix(mix_dir: str | Path, url: str, **storage_options) -> dict:
     """Upload a built mix to `url` (a prefix); returns {"uploaded": n, "skipped": n}. An `hf://datasets/...`
-    URL goes through the Hub's commit API instead (imp_data.publish_hub)."""
+    URL goes through the Hub's commit API instead (imp_data.storage.publish_hub)."""
     if url.startswith("hf://"):
-        from imp_data.publish_hub import publish_to_hub
+        from imp_data.storage.publish_hub import publish_to_hub
 
         return publish_to_hub(mix_dir, url, **storage_options)
     mix_dir = Path(mix_dir)
@@ -73,7 +73,7 @@ def shard_urls(url: str, *, via_pipe: bool = True, **storage_options) -> list[st
     urls = [f"{base}/shards/{s['url']}" for s in wids["shardlist"]]
     if not via_pipe:
         return urls
-    return [f"pipe:{shlex.quote(sys.executable)} -m imp_data.remote {shlex.quote(u)}" for u in urls]
+    return [f"pipe:{shlex.quote(sys.executable)} -m imp_data.storage.remote {shlex.quote(u)}" for u in urls]
 
 
 def cat(url: str) -> None:

@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from imp_data.io import dumps_canonical, file_sha256, write_json_atomic
+from imp_data.core.io import dumps_canonical, file_sha256, write_json_atomic
 
 # Bump a stage's version when a change in its code changes the bytes it writes: every unit of that stage
 # (and what is made from it) is then redone on the next build, and Dagster shows those assets stale.

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import polars as pl
 
-from imp_data.dataroot import RemoteRoot
-from imp_data.errors import ImpDataError
-from imp_data.fingerprint import FileHashes, read_stamp, stamp_holds, write_stamp
-from imp_data.layout import Layout
-from imp_data.recipe import ImageRoot, Recipe, SourceSpec
+from imp_data.core.errors import ImpDataError
+from imp_data.core.fingerprint import FileHashes, read_stamp, stamp_holds, write_stamp
+from imp_data.core.layout import Layout
+from imp_data.core.recipe import ImageRoot, Recipe, SourceSpec
+from imp_data.storage.dataroot import RemoteRoot
 
 
 @dataclass
@@ -67,7 +67,7 @@ class BuildContext:
     def output_version(self, *units: str) -> str:
         """The content identity of what the units wrote (their stamps' output hashes): Dagster's data
         version, so an asset rebuilt into the same bytes leaves what follows it fresh."""
-        from imp_data.fingerprint import digest
+        from imp_data.core.fingerprint import digest
 
         return digest([self.stamp_of(u).get("outputs") for u in units])
 

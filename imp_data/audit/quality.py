@@ -39,8 +39,8 @@ def end_counts(ctx, mix: str) -> list[dict]:
     in the shards or was lost at render or to dedup/decontamination, reason by reason; and a source ends
     short of its target only when its reserve ran out (nothing eligible is left unsampled).
     """
+    from imp_data.audit.stats import load_stats
     from imp_data.mix.fill import activated, unsampled_drops
-    from imp_data.stats import load_stats
 
     layout = ctx.layout
     stats = load_stats(layout.mix(mix))

@@ -18,10 +18,10 @@ from pathlib import Path
 import polars as pl
 from pydantic import ValidationError
 
-from imp_data.errors import ImpDataError, ShardError
-from imp_data.fingerprint import CODE_VERSIONS
-from imp_data.io import dumps_canonical, file_sha256, read_table
-from imp_data.recipe import Recipe, RenderSpec, load_recipe
+from imp_data.core.errors import ImpDataError, ShardError
+from imp_data.core.fingerprint import CODE_VERSIONS
+from imp_data.core.io import dumps_canonical, file_sha256, read_table
+from imp_data.core.recipe import Recipe, RenderSpec, load_recipe
 
 # Record fields whose expected value comes from stats.json (the mix and its render settings), not the plan.
 FROM_STATS = {"mix", "location", "image.mode", "image.fill", "image.resolution", "image.resampler"}
@@ -211,9 +211,9 @@ def _compare_record(where: str, record: dict, expected: dict, report: _Report) -
 def check_shard(tar: Path, plan_rows: list[dict], index_rows: list[dict], expect, report: _Report) -> None:
     """One shard: the tar's sha256 and members' hashes against the index, its samples against the schema,
     and its records, keys and JPEG sizes against the plan and the render settings."""
+    from imp_data.audit.validate import check_sample
     from imp_data.shards.assemble import _sample_json  # the writer's own record layout: one source of truth
     from imp_data.shards.reader import iter_tar_samples
-    from imp_data.validate import check_sample
 
     if index_rows and file_sha256(tar) != index_rows[0].get("shard_sha256"):
         report.add(f"{tar}: sha256 differs from the index (field shard_sha256)")

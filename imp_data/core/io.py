@@ -121,7 +121,7 @@ def read_table(path: str | Path, columns: list[str] | None = None):
     line naming it (polars' own errors are multi-line and name neither the file nor the fix)."""
     import polars as pl
 
-    from imp_data.errors import ImpDataError
+    from imp_data.core.errors import ImpDataError
 
     try:
         return pl.read_parquet(path, columns=columns)
@@ -135,7 +135,7 @@ def read_table_schema(path: str | Path) -> dict:
     """A Parquet file's column names and types, with `read_table`'s one-line error."""
     import polars as pl
 
-    from imp_data.errors import ImpDataError
+    from imp_data.core.errors import ImpDataError
 
     try:
         return dict(pl.read_parquet_schema(path))

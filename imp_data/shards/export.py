@@ -4,7 +4,7 @@ LLaVA-family trainer. Images are the rendered shard JPEGs; paths are `images/<ke
 Everything is read through index.parquet — each member at its recorded offset, checked against its
 recorded sha256 — and every name written comes from the index's keys. Tar member names are never used:
 a shard with a crafted member `../../X.jpg` exports exactly what the index lists, and nothing lands
-outside the output folder (`imp_data.paths.contained`).
+outside the output folder (`imp_data.core.paths.contained`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from imp_data.errors import ShardError
-from imp_data.io import atomic_path
-from imp_data.paths import contained, name_part
+from imp_data.core.errors import ShardError
+from imp_data.core.io import atomic_path
+from imp_data.core.paths import contained, name_part
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a key may be to become a file name (plan keys are digits)
 

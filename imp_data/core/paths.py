@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePath
 
-from imp_data.errors import ImpDataError
+from imp_data.core.errors import ImpDataError
 
 
 class PathEscapeError(ImpDataError):
@@ -31,7 +31,7 @@ def contained(root: str | os.PathLike, *parts: str | os.PathLike) -> Path:
         >>> contained("/data/mixes", "../x")
         Traceback (most recent call last):
         ...
-        imp_data.paths.PathEscapeError: ../x: refusing to write outside /data/mixes ('..' in a name)
+        imp_data.core.paths.PathEscapeError: ../x: refusing to write outside /data/mixes ('..' in a name)
     """
     root = Path(root)
     for part in parts:

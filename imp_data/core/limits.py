@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from imp_data.recipe import Limits
+from imp_data.core.recipe import Limits
 
 _ACTIVE: ContextVar[Limits | None] = ContextVar("imp_data_limits", default=None)
 DEFAULTS = Limits()

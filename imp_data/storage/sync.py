@@ -1,4 +1,4 @@
-"""What each build stage pulls from and pushes to a remote data root (mechanics: `imp_data.dataroot`).
+"""What each build stage pulls from and pushes to a remote data root (mechanics: `imp_data.storage.dataroot`).
 
 `@synced(stage)` wraps a stage function `(ctx, subject, ...)`. With a local data root it changes nothing.
 With a remote one it pulls the units the stage reads before it runs, and pushes the units it wrote once it
@@ -60,7 +60,7 @@ def _relative_locations(ctx, source: str, *, images: bool) -> list[str]:
 def _pull_fetch(ctx, source: str) -> None:
     for location in _relative_locations(ctx, source, images=False):
         if ctx.remote.pull_tree(location) == 0 and not (ctx.data_root / location).exists():
-            from imp_data.errors import ImpDataError
+            from imp_data.core.errors import ImpDataError
 
             raise ImpDataError(f"{ctx.remote.url}/{location}: nothing there for source {source!r} — upload the "
                                "source's files to the data root or point its location elsewhere")
@@ -68,7 +68,7 @@ def _pull_fetch(ctx, source: str) -> None:
 
 
 def _stamp(ctx, unit: str) -> list[Path]:
-    """The unit's stamp (imp_data.fingerprint) travels with it, so a fresh machine reuses what it made."""
+    """The unit's stamp (imp_data.core.fingerprint) travels with it, so a fresh machine reuses what it made."""
     return [ctx.layout.stamp(unit)]
 
 
@@ -184,7 +184,7 @@ def _push_index(ctx, mix: str) -> None:
 
 
 def _push_report(ctx, mix: str) -> None:
-    from imp_data.card import CARD
+    from imp_data.audit.card import CARD
 
     charts = sorted((ctx.layout.mix(mix) / "charts").glob("*.png"))
     unit = mix_unit(mix, "report")

@@ -25,8 +25,8 @@ from pydantic import (
     field_validator,
 )
 
-from imp_data.errors import RecipeError
-from imp_data.schema import SOURCE_NAME_RE
+from imp_data.core.errors import RecipeError
+from imp_data.core.schema import SOURCE_NAME_RE
 
 ImageMode = Literal["pad", "squash", "expand2square"]
 

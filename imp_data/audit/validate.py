@@ -4,7 +4,7 @@ Users' CI runs this on their recipes and outputs. Every problem is one line nami
 record; checking goes on after the first problem so one run lists them all (up to a cap). A file or folder
 holding nothing we know how to check is a problem too, never a silent OK: parquet tables are told apart by
 their columns (`table_kind`), and a mix's other tables are checked through its directory — as a whole,
-against each other, today's code and its recipe (imp_data.validate_mix).
+against each other, today's code and its recipe (imp_data.audit.validate_mix).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import yaml
 from PIL import Image
 from pydantic import ValidationError
 
-from imp_data.errors import ImpDataError
-from imp_data.io import read_table, read_table_schema
-from imp_data.recipe import load_recipe
-from imp_data.schema import Reject, Sample, ShardRecord
+from imp_data.core.errors import ImpDataError
+from imp_data.core.io import read_table, read_table_schema
+from imp_data.core.recipe import load_recipe
+from imp_data.core.schema import Reject, Sample, ShardRecord
 
 
 def _err(err: ValidationError) -> str:
@@ -99,9 +99,9 @@ def validate_tar(path: Path, limit: int) -> list[str]:
 
 
 def validate_mix_dir(path: Path, limit: int, recipes: dict | None = None) -> list[str]:
-    """A mix as a whole (imp_data.validate_mix): its shards, plan, index and stats must agree with each
+    """A mix as a whole (imp_data.audit.validate_mix): its shards, plan, index and stats must agree with each
     other, with today's code and with any recipe validated alongside that declares it."""
-    from imp_data.validate_mix import check_mix
+    from imp_data.audit.validate_mix import check_mix
 
     return check_mix(path, limit, recipes)
 
@@ -189,7 +189,7 @@ def _columns(path: Path) -> str:
 def validate_paths(paths: list[Path], max_report: int = 50) -> list[str]:
     """Problems with every path, at most `max_report` lines; recipes among them are read first so a mix
     validated with its recipe is held to it (stale if the recipe changed what a stage reads)."""
-    from imp_data.validate_mix import declared_mixes
+    from imp_data.audit.validate_mix import declared_mixes
 
     recipes = declared_mixes([p for p in paths if p.exists()])
     problems: list[str] = []

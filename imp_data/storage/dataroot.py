@@ -2,7 +2,7 @@
 
 Stages write Parquet, tar and JPEG files, and decoders want seekable local files, so a remote data root
 is mirrored rather than opened in place. Before a stage runs, the *units* it reads are pulled into the
-cache; after it succeeds, the units it wrote are pushed (`imp_data.stage_sync` says which). A unit is a
+cache; after it succeeds, the units it wrote are pushed (`imp_data.storage.sync` says which). A unit is a
 named set of files under the root (a source's normalized tables, a mix's plan, one shard) with a ledger
 `_ledger/<unit>.json` listing each file's size and sha256.
 
@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-from imp_data.errors import ImpDataError
-from imp_data.io import file_sha256, tmp_path_for, write_json_atomic
+from imp_data.core.errors import ImpDataError
+from imp_data.core.io import file_sha256, tmp_path_for, write_json_atomic
 
 LEDGER_DIR = "_ledger"
 SYNC_DIR = ".imp-sync"  # in the cache: each unit's ledger as last pushed or pulled, with local mtimes

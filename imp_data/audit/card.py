@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from imp_data.citations import CITATIONS, IMP_CITATION
-from imp_data.fingerprint import digest
-from imp_data.io import write_text_atomic
+from imp_data.core.citations import CITATIONS, IMP_CITATION
+from imp_data.core.fingerprint import digest
+from imp_data.core.io import write_text_atomic
 
 CARD = "README.md"
 VQA, CAPTIONS, CHAT = "visual-question-answering", "image-to-text", "image-text-to-text"
