@@ -35,9 +35,9 @@ import pyarrow.parquet as pq  # noqa: E402
 from imp_data.core.io import dumps_canonical  # noqa: E402
 from imp_data.core.schema import Reject, candidate_problems  # noqa: E402
 from imp_data.normalize import (  # noqa: E402
-    _ROW_SCHEMA,
     BATCH_ROWS,
     REJECT_SCHEMA,
+    SAMPLE_ROW_SCHEMA,
     SAMPLE_SCHEMA,
     add_text_stats,
     normalize_records,
@@ -96,10 +96,10 @@ def ref_normalize(source: str, records: Iterable[Record], out: Path, rej: Path) 
         else:
             rows.append(outcome)
             if len(rows) >= BATCH_ROWS:
-                samples_w.write_table(add_text_stats(pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)))
+                samples_w.write_table(add_text_stats(pa.Table.from_pylist(rows, schema=SAMPLE_ROW_SCHEMA)))
                 rows = []
     if rows:
-        samples_w.write_table(add_text_stats(pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)))
+        samples_w.write_table(add_text_stats(pa.Table.from_pylist(rows, schema=SAMPLE_ROW_SCHEMA)))
     if rejects:
         rejects_w.write_table(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA))
     samples_w.close()

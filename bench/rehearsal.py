@@ -178,7 +178,7 @@ class LaionServer:
 
 
 def _context(work: Path, workers: int):
-    from imp_data.build import BuildContext
+    from imp_data.core.context import BuildContext
     from imp_data.core.recipe import load_recipe
     from imp_data.fetch.http import DownloadConfig
     from imp_data.fetch.transport import Backoff, Timeouts
@@ -234,8 +234,7 @@ def stage(name: str, arg: str, work: Path, workers: int) -> dict:
     t0 = time.perf_counter()
     out: dict = {}
     if name == "normalize":
-        b.fetch_source(ctx, arg)
-        counts = b.normalize_source(ctx, arg)
+        counts = b.normalize_source(ctx, arg, b.fetch_source(ctx, arg))
         out = {"records": counts.read, "normalized": counts.normalized}
     elif name == "download":
         summary = b.download_source_images(ctx, arg)
@@ -276,7 +275,7 @@ def stage(name: str, arg: str, work: Path, workers: int) -> dict:
 def _store_open_times(ctx, mix: str) -> dict:
     """Seconds to open each source's image store once (zip directories parsed): the render stage opens
     one per chunk of `imp_data.mix.render.CHUNK` images, so this cost recurs chunk after chunk."""
-    from imp_data.core.context import image_store_factory
+    from imp_data.fetch.image_store import image_store_factory
 
     times = {}
     for source in ctx.sources_of(mix):

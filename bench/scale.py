@@ -44,13 +44,14 @@ def stage(name: str, work: Path, arg: str) -> dict:
     """Run one stage in this process; return its measurements."""
     import polars as pl
 
-    from imp_data.build import BuildContext, normalize_source, plan_stage, select_mix
+    from imp_data.build import fetch_source, normalize_source, plan_stage, select_mix
+    from imp_data.core.context import BuildContext
 
     ctx = BuildContext(recipe=scale_recipe(work), data_root=work / "data", progress=False)
     mix = "imp_1m"
     t0 = time.perf_counter()
     if name == "normalize":
-        counts = normalize_source(ctx, arg)
+        counts = normalize_source(ctx, arg, fetch_source(ctx, arg))
         out = {"records": counts.read}
     elif name == "select_plan":
         select_mix(ctx, mix)

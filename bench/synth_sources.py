@@ -396,8 +396,8 @@ def write_benchmarks(out: Path, c: dict, fraction: float, seed: int = 0) -> list
     images recur across datasets). Half exact copies, half re-encoded. TextVQA also as its published zip
     (train_images/ = TextCaps' images, which the textcaps rule drops, so it must match nothing). Returns
     the planted copies."""
-    from imp_data.eval.bench_fixtures import write_benchmark_fixtures
     from imp_data.eval.benchmarks import SHORT
+    from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
     from imp_data.images import hash_image
 
     write_benchmark_fixtures(out / "eval", seed)

@@ -109,7 +109,8 @@ def bench_config(args) -> RunConfig:
 
 def demo_mix(work: Path, resolution: int) -> Path:
     """The demo recipe's stage-2 mix over the fixture mirror, rendered at `resolution` (seconds on a CPU)."""
-    from imp_data.build import BuildContext, build
+    from imp_data.build import build
+    from imp_data.core.context import BuildContext
     from imp_data.core.recipe import load_recipe
     from imp_data.fixtures import write_mirror
 
@@ -117,7 +118,7 @@ def demo_mix(work: Path, resolution: int) -> Path:
     recipe = load_recipe(DEMO_RECIPE)
     recipe = recipe.model_copy(update={"render": recipe.render.model_copy(update={"resolution": resolution}),
                                        "mixes": {"demo_stage2": recipe.mixes["demo_stage2"]}})
-    build(BuildContext(recipe=recipe, data_root=work, progress=False, log=lambda *a, **k: None))
+    build(BuildContext(recipe=recipe, data_root=work, progress=False))
     return work / "mixes" / "demo_stage2"
 
 

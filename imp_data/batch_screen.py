@@ -23,10 +23,10 @@ import pyarrow.compute as pc
 
 from imp_data.core.limits import active
 from imp_data.core.schema import IMAGE_TOKEN, meta_problem
+from imp_data.core.tables import TURN_TYPE
 from imp_data.sources.base import Candidate, Problem
 from imp_data.sources.jsoncaps import too_deep
 
-TURN_TYPE = pa.struct([("from", pa.string()), ("value", pa.string())])
 # dumps_canonical's spelling, refusing NaN/Infinity (json would write them as tokens no JSON reader takes)
 _META = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 

@@ -16,19 +16,16 @@ from pathlib import Path
 
 import polars as pl
 
-from imp_data.core.context import (  # noqa: F401 (re-exported: callers import the context from here)
-    BuildContext,
-    image_store_factory,
-    local_location,
-    make_image_store,
-    read_frame,
-)
+from imp_data.core.context import BuildContext, read_frame
 from imp_data.core.errors import ImpDataError
 from imp_data.core.fingerprint import stage_fingerprint
+from imp_data.core.layout import mix_unit, normalized_unit
 from imp_data.core.limits import applied
+from imp_data.core.locations import local_location
+from imp_data.core.tables import DROP_COLUMNS
 from imp_data.identities import benchmark_identities
 from imp_data.stage_inputs import recipe_inputs
-from imp_data.storage.sync import mix_unit, normalized_unit, synced
+from imp_data.storage.sync import synced
 
 STAGES = ("fetch", "normalized", "selected", "rendered", "planned", "shards", "report")
 
@@ -54,13 +51,13 @@ def fetch_source(ctx: BuildContext, source: str) -> Path:
         from imp_data.fetch.locations import resolve_location
 
         root = resolve_location(spec.location, ctx.data_root, files=files, cache_dir=ctx.layout.raw(source))
-    ctx._roots[source] = root
     return root
 
 
 @synced("normalize")
-def normalize_source(ctx: BuildContext, source: str):
-    """Adapter records -> normalized/<source>.parquet + rejects/<source>.parquet; returns SourceCounts."""
+def normalize_source(ctx: BuildContext, source: str, root: Path):
+    """Adapter records (read from `root`, what `fetch_source` returned) -> normalized/<source>.parquet +
+    rejects/<source>.parquet; returns SourceCounts."""
     from imp_data.core.progress import progress_bar
     from imp_data.normalize import normalize_records, read_counts
     from imp_data.sources.base import resolve_files
@@ -68,7 +65,6 @@ def normalize_source(ctx: BuildContext, source: str):
 
     spec = ctx.source(source)
     adapter = get_adapter(spec.adapter)
-    root = ctx._roots.get(source) or fetch_source(ctx, source)
     paths = resolve_files(root, spec.files or adapter.default_files)
     files = [str(p.relative_to(root)) for p in paths]
     unit, lay = normalized_unit(source), ctx.layout
@@ -104,8 +100,6 @@ def download_source_images(ctx: BuildContext, source: str) -> dict | None:
 # ---------------------------------------------------------------------------------------------------------
 # mix stages
 
-DROP_COLUMNS = {"id": pl.String, "source": pl.String, "source_id": pl.String, "stage": pl.String,
-                "reason": pl.String, "detail": pl.String, "kept_id": pl.String, "distance": pl.Int32}
 
 
 @synced("select")
@@ -243,8 +237,9 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
     1M-sample plan never has to sit in memory whole. Returns the small order table.
     """
     from imp_data.core.io import atomic_path
+    from imp_data.core.tables import PLAN_COLUMNS
     from imp_data.mix.fill import activated
-    from imp_data.mix.plan import PLAN_COLUMNS, plan_mix
+    from imp_data.mix.plan import plan_mix
 
     lay = ctx.layout
     for path, what in ((lay.selected(mix), "selection"), (lay.renders(mix), "renders"),
@@ -322,9 +317,8 @@ def report_mix(ctx: BuildContext, mix: str) -> Path:
         ctx.note("report", mix, redone=0, reused=1, unit="table")
         return lay.report(mix)
     path = write_report(load_stats(lay.mix(mix)), lay.mix(mix))
-    from imp_data.audit.card import CARD
-
-    ctx.stamp(unit, fp, [path, lay.mix(mix) / CARD, *sorted((lay.mix(mix) / "charts").glob("*.png"))])
+    files = lay.mix_files(mix)
+    ctx.stamp(unit, fp, [path, files.card, *files.chart_files()])
     ctx.note("report", mix, redone=1, reused=0, unit="table")
     return path
 
@@ -369,10 +363,10 @@ def build(ctx: BuildContext, *, sources: list[str] | None = None, until: str | N
         ctx.source(name)
     counts = {}
     for name in wanted:
-        fetch_source(ctx, name)
+        root = fetch_source(ctx, name)
         if until == "fetch":
             continue
-        counts[name] = normalize_source(ctx, name)
+        counts[name] = normalize_source(ctx, name, root)
         download_source_images(ctx, name)
     result = {"counts": counts, "mixes": {}, "rows": []}
     if until == "fetch":

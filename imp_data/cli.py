@@ -14,8 +14,6 @@ from pathlib import Path
 
 from imp_data.core.errors import ImpDataError
 
-DEMO_RECIPE = Path(__file__).resolve().parent.parent / "manifests" / "demo.yaml"
-
 
 def _print_reconciliation(rows: list[dict]) -> None:
     if not rows:
@@ -73,7 +71,8 @@ def policy_violations(ctx, mix: str) -> list[str]:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from imp_data.build import BuildContext, build
+    from imp_data.build import build
+    from imp_data.core.context import BuildContext
     from imp_data.core.io import remove_stale_temps
     from imp_data.core.recipe import load_recipe
     from imp_data.storage.buildlock import BUILD_DIRS, hold_build_lock
@@ -167,10 +166,10 @@ def cmd_export_llava(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     import fsspec
 
-    from imp_data.storage.remote import publish_mix
+    from imp_data.publish.remote import publish_mix
 
     if args.url.startswith("hf://"):  # the Hub's commit API, not its fsspec file system (a commit per file)
-        from imp_data.storage.publish_hub import publish_to_hub
+        from imp_data.publish.hub import publish_to_hub
 
         counts = publish_to_hub(Path(args.mix_dir), args.url, private=args.private or None,
                                 files_per_commit=args.files_per_commit, say=print)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from imp_data.build import BuildContext, build
+from imp_data.build import build
+from imp_data.core.context import BuildContext
 from imp_data.core.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +43,8 @@ def run_demo(data_root: Path, *, workers: int = 1, skip_train: bool = False, pro
         print(f"[demo] {i}/4 train {run.name}")
         runs.append(train(run, data_root=str(data_root)))
     out["runs"] = runs
-    from imp_data.eval.bench_fixtures import write_benchmark_fixtures
     from imp_data.eval.job import evaluate_run
+    from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
 
     print(f"[demo] eval of the tiny stage-2 model on fixture benchmarks -> {data_root / 'eval'}")
     write_benchmark_fixtures(data_root / "eval")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imp_data.core.context import BuildContext, local_location
+from imp_data.core.context import BuildContext
 from imp_data.core.fingerprint import tree_identity
+from imp_data.core.locations import local_location, under_root
 
 
 def published_identity(ctx: BuildContext, source: str) -> str:
@@ -27,8 +28,6 @@ def published_identity(ctx: BuildContext, source: str) -> str:
     spec = ctx.source(source)
     out: dict = {"location": spec.location, "images": []}
     if ctx.remote is not None:  # folders placed in the bucket: their object listing, not a download
-        from imp_data.storage.sync import under_root
-
         for location in [spec.location, *(r.location for r in spec.images)]:
             if under_root(location):
                 listed = ctx.remote.fs.find(ctx.remote.key(location), detail=True)
@@ -54,8 +53,6 @@ def benchmark_identities(ctx: BuildContext, mix: str) -> dict:
     """What the decontamination benchmarks are: the content of a local folder / archive(s), else the
     location itself (a pinned Hub revision or URL, fetched once)."""
     import glob
-
-    from imp_data.storage.sync import under_root
 
     out = {}
     for name, location in sorted(ctx.recipe.mixes[mix].decontaminate.benchmarks.items()):

@@ -44,7 +44,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from imp_data.batch_screen import (
-    TURN_TYPE,
     Columns,
     column_fingerprints,
     columns,
@@ -58,29 +57,11 @@ from imp_data.batch_screen import (
 )
 from imp_data.core.io import atomic_path, write_json_atomic
 from imp_data.core.schema import Reject, candidate_problems
+from imp_data.core.tables import REJECT_SCHEMA, SAMPLE_ROW_SCHEMA, SAMPLE_SCHEMA
 from imp_data.sources.base import Candidate, Problem, Record
 
 BATCH_ROWS = 20_000
 
-SAMPLE_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("source", pa.string()),
-        ("source_id", pa.string()),
-        ("image", pa.string()),
-        ("conversations", pa.list_(TURN_TYPE)),
-        ("meta", pa.string()),  # canonical JSON: meta differs per source
-        ("n_turns", pa.int32()),
-        ("text_chars", pa.int64()),
-        ("text_words", pa.int64()),
-        ("order", pa.int64()),  # position in the adapter's output, for traceability
-    ]
-)
-_ROW_SCHEMA = pa.schema([f for f in SAMPLE_SCHEMA if f.name not in ("text_chars", "text_words")])
-REJECT_SCHEMA = pa.schema(
-    [("source", pa.string()), ("source_id", pa.string()), ("stage", pa.string()), ("reason", pa.string()),
-     ("detail", pa.string())]
-)
 
 @dataclass
 class SourceCounts:
@@ -201,7 +182,7 @@ class _Normalizer:
         self.source, self.seen, self.taken, self.order = source, {}, set(), 0
 
     def batch(self, batch: list[Record]) -> tuple[_Decided, pa.Table]:
-        """Decide a batch; return the decisions and the accepted rows as a `_ROW_SCHEMA` table.
+        """Decide a batch; return the decisions and the accepted rows as a `SAMPLE_ROW_SCHEMA` table.
 
         Everything that can fail on one record's content (meta to JSON, text to Arrow) happens before
         any decision changes the id state, so a failed batch is simply redone with that record's Problem.
@@ -217,7 +198,7 @@ class _Normalizer:
         if cols is None:  # record by record, as the rules are written
             table = pa.Table.from_pylist([candidate_row(decided.sample_id(source, sids[j], j), source, cands[j],
                                                         self.order + i, metas[j].as_py())
-                                          for i, j in enumerate(decided.rows)], schema=_ROW_SCHEMA)
+                                          for i, j in enumerate(decided.rows)], schema=SAMPLE_ROW_SCHEMA)
         else:
             table = self._table(decided, cands, cols, metas)
         self.order += table.num_rows
@@ -250,7 +231,7 @@ class _Normalizer:
             pa.array([self.source] * k, pa.string()), source_id, pick(cols.image), pick(cols.conversations),
             pick(metas), pa.array(cols.n_turns[rows] if k < len(cands) else cols.n_turns, pa.int32()),
             pa.array(np.arange(self.order, self.order + k, dtype=np.int64)),
-        ], schema=_ROW_SCHEMA)
+        ], schema=SAMPLE_ROW_SCHEMA)
 
 
 def _batches(records: Iterable[Record]) -> Iterator[list[Record]]:

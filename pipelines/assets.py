@@ -18,6 +18,7 @@ import polars as pl
 
 from imp_data import build as stages
 from imp_data.audit.report import source_table
+from imp_data.core.layout import mix_unit, normalized_unit
 from imp_data.core.recipe import Recipe
 from imp_data.identities import published_identity
 from imp_data.mix.plan import shard_count
@@ -163,13 +164,14 @@ def source_assets(recipe: Recipe, source: str) -> list:
               description=f"`{source}` in the canonical schema; rejects in rejects/{source}.parquet")
     def normalized(data_root: DataRoot, fetch: FetchSettings) -> dg.MaterializeResult:
         ctx = data_root.context(recipe, fetch)
-        counts = stages.normalize_source(ctx, source)
+        root = stages.fetch_source(ctx, source)  # where `raw` put the files (verified, not fetched again)
+        counts = stages.normalize_source(ctx, source, root)
         downloads = stages.download_source_images(ctx, source)  # URL-only sources: fetch the pixels
         extra = {"downloads": dg.MetadataValue.json(downloads)} if downloads else {}
         return dg.MaterializeResult(metadata={**counts_metadata(counts), **extra, **reuse_metadata(ctx),
                                               **table_metadata(ctx.layout.normalized(source)),
                                               "path": dg.MetadataValue.path(str(ctx.layout.normalized(source)))},
-                                    data_version=dg.DataVersion(ctx.output_version(stage_sync.normalized_unit(source))))
+                                    data_version=dg.DataVersion(ctx.output_version(normalized_unit(source))))
 
     return [published, raw, normalized]
 
@@ -198,7 +200,7 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
     group = f"mix_{mix}"
 
     def version(ctx, *what: str) -> dg.DataVersion:
-        return dg.DataVersion(ctx.output_version(*(stage_sync.mix_unit(mix, w) for w in what)))
+        return dg.DataVersion(ctx.output_version(*(mix_unit(mix, w) for w in what)))
 
     @dg.asset(key=mix_key(mix, "selection"), deps=[normalized_key(s) for s in spec.sources], group_name=group,
               kinds={"parquet"}, code_version=asset_code_version(recipe, "select", mix),

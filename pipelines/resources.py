@@ -21,7 +21,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from imp_data.build import BuildContext
+from imp_data.core.context import BuildContext
+from imp_data.core.layout import normalized_unit
 from imp_data.core.recipe import Recipe
 from imp_data.storage.dataroot import RemoteRoot, open_data_root
 
@@ -58,7 +59,7 @@ class DataRoot(dg.ConfigurableResource):
         ctx = self.context(recipe)
         if ctx.remote is not None:
             if source is not None:
-                ctx.remote.pull(stage_sync.normalized_unit(source))
+                ctx.remote.pull(normalized_unit(source))
             if mix is not None:
                 stage_sync.pull_mix_tables(ctx, mix)
                 if shards:

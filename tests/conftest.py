@@ -84,7 +84,8 @@ def guarded_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def build_demo(data_root: Path, workers: int = 1) -> dict:
-    from imp_data.build import BuildContext, build
+    from imp_data.build import build
+    from imp_data.core.context import BuildContext
     from imp_data.core.recipe import load_recipe
     from imp_data.fixtures import write_mirror
 

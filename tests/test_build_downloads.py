@@ -12,7 +12,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imp_data.build import BuildContext, build
+from imp_data.build import build
+from imp_data.core.context import BuildContext
 from imp_data.core.recipe import parse_recipe
 from tests.servers.image_server import ImageServer
 

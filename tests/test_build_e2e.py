@@ -20,7 +20,8 @@ from pathlib import Path
 import polars as pl
 import webdataset as wds
 
-from imp_data.build import BuildContext, build
+from imp_data.build import build
+from imp_data.core.context import BuildContext
 from imp_data.core.layout import Layout
 from imp_data.core.recipe import load_recipe
 from imp_data.shards.export import export_llava

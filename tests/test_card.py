@@ -11,8 +11,9 @@ import re
 
 import pytest
 
-from imp_data.audit.card import CARD, SOURCES, recipe_digest, render_card, split_card
+from imp_data.audit.card import SOURCES, recipe_digest, render_card, split_card
 from imp_data.core.citations import CITATIONS
+from imp_data.core.layout import MixDir
 
 MIXES = ["demo_stage1", "demo_stage2"]
 # The Hub's licence identifiers this project's sources use (huggingface.co/docs/hub/repositories-licenses)
@@ -22,7 +23,7 @@ HUB_TASKS = {"visual-question-answering", "image-to-text", "image-text-to-text",
 
 def _card(demo_build, mix: str) -> tuple[dict, str, dict]:
     mix_dir = demo_build[0] / "mixes" / mix
-    front, body = split_card((mix_dir / CARD).read_text())
+    front, body = split_card(MixDir(mix_dir).card.read_text())
     return front, body, json.loads((mix_dir / "stats.json").read_text())
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imp_data.audit.card import CARD, FEATURES, split_card
+from imp_data.audit.card import FEATURES, split_card
+from imp_data.core.layout import MixDir
 
 MIX = "demo_stage2"  # text-only samples and several sources' meta
 
@@ -114,7 +115,7 @@ def test_datasets_reads_the_mix_folder_through_its_card(mix_dir, truth, tmp_path
     inference, so a mix whose first samples are text-only (or lack some field) still reads whole."""
     import datasets
 
-    front, _ = split_card((mix_dir / CARD).read_text())
+    front, _ = split_card(MixDir(mix_dir).card.read_text())
     ds = datasets.load_dataset(str(mix_dir), split="train", cache_dir=str(tmp_path))
     assert ds.features == datasets.Features._from_yaml_list(front["dataset_info"]["features"])
     assert ds.num_rows == len(truth)

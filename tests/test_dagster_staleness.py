@@ -19,7 +19,8 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.definitions.observe import observe
 from dagster._core.loader import LoadingContextForTest
 
-from imp_data.build import BuildContext, build
+from imp_data.build import build
+from imp_data.core.context import BuildContext
 from imp_data.core.recipe import load_recipe
 from pipelines.definitions import build_definitions
 from tests.conftest import DEMO_RECIPE

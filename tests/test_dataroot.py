@@ -20,8 +20,8 @@ import pytest
 import webdataset as wds
 
 from imp_data.core.errors import ImpDataError
+from imp_data.publish.remote import shard_urls
 from imp_data.storage.dataroot import LEDGER_DIR, RemoteRoot, open_data_root
-from imp_data.storage.remote import shard_urls
 from tests.conftest import DEMO_RECIPE, guarded_env
 from tests.servers.s3_server import BUCKET, s3_server
 
@@ -83,7 +83,8 @@ def test_outputs_land_in_the_bucket_byte_identical_to_a_local_build(s3, remote_b
 
 
 def test_a_fresh_machine_rebuilds_without_uploading_or_rendering(s3, remote_build, tmp_path):
-    from imp_data.build import BuildContext, build
+    from imp_data.build import build
+    from imp_data.core.context import BuildContext
     from imp_data.core.recipe import load_recipe
 
     before = snapshot(s3)
@@ -133,7 +134,8 @@ def test_webdataset_streams_the_mix_back_from_the_bucket(remote_build):
 
 
 def test_source_folder_missing_from_the_bucket_is_one_clear_error(s3, tmp_path):
-    from imp_data.build import BuildContext, fetch_source
+    from imp_data.build import fetch_source
+    from imp_data.core.context import BuildContext
     from imp_data.core.recipe import load_recipe
 
     local, remote = open_data_root(f"s3://{BUCKET}/empty-root", tmp_path / "c")

@@ -22,12 +22,13 @@ import pytest
 import yaml
 
 from imp_data.audit.quality import contamination_left
-from imp_data.build import BuildContext, build
+from imp_data.build import build
+from imp_data.core.context import BuildContext
 from imp_data.core.errors import ImpDataError
 from imp_data.core.recipe import parse_recipe
-from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.fixtures import pictures
 from imp_data.fixtures.benchmarks import NEAR_DUPLICATES, TEXTVQA_COPIES
+from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
 from imp_data.images import hash_image
 from imp_data.mix.dedup_policy import benchmark_hashes, list_benchmark_images
 from tests.conftest import DEMO_RECIPE
@@ -135,7 +136,7 @@ def test_eval_layout_lists_the_images_its_questions_ask_about(tmp_path):
 
 
 def test_lmms_lab_parquet_copies_are_read_by_the_same_loaders(tmp_path):
-    from imp_data.eval.lmms_fixtures import write_lmms_fixtures
+    from tests.lmms_fixtures import write_lmms_fixtures
 
     roots = write_lmms_fixtures(tmp_path / "lmms")
     pope = list(list_benchmark_images(roots["pope"], "pope"))

@@ -16,9 +16,9 @@ import pytest
 
 from imp_data.cli import main
 from imp_data.core.errors import ImpDataError
-from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.eval.runner import TABLE, run_eval
 from imp_data.eval.splits import SPLITS, cut_at_stop, find_splits, resolve_max_new_tokens
+from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
 from tests.train_support import RUNS, demo_data_root, one_thread  # noqa: F401 (autouse fixture)
 
 

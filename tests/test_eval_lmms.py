@@ -1,5 +1,5 @@
 """The lmms-lab Hugging Face Hub parquet copies of the benchmarks (`imp_data.eval.lmms`, `lmms_parquet`), read
-from fixtures in the published repo layout (`imp_data.eval.lmms_fixtures`): each benchmark's first prompt and
+from fixtures in the published repo layout (`tests.lmms_fixtures`): each benchmark's first prompt and
 gold answers, literally, and every item equal to the LLaVA-layout loader's for the same question; a perfect
 model scores 100 through the eval runner; splits are found by either layout and the LLaVA one wins when both
 are there; malformed parquet, a missing column and an image without bytes raise errors naming the file and
@@ -19,12 +19,12 @@ import pytest
 from PIL import Image
 
 from imp_data.core.errors import ImpDataError
-from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.eval.benchmarks import list_images
 from imp_data.eval.lmms import LAYOUTS, load_lmms, load_mmbench, load_scienceqa
-from imp_data.eval.lmms_fixtures import write_lmms_fixtures
 from imp_data.eval.runner import run_eval
 from imp_data.eval.splits import SPLITS, find_splits
+from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
+from tests.lmms_fixtures import write_lmms_fixtures
 
 SHORT = "\nAnswer the question using a single word or phrase."
 UNANSWERABLE = "\nWhen the provided information is insufficient, respond with 'Unanswerable'." + SHORT

@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.eval.benchmarks import load_benchmark
 from imp_data.eval.runner import TABLE, run_eval
+from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import json
 import pytest
 
 from imp_data.core.errors import ImpDataError
-from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.eval.benchmarks import load_benchmark
 from imp_data.eval.submission import (
     answer_id,
@@ -24,6 +23,7 @@ from imp_data.eval.submission import (
     write_vqav2_upload,
 )
 from imp_data.eval.xlsx import column_letter, read_xlsx, write_xlsx
+from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
 
 ANSWERS = (
     '{"question_id": 1, "prompt": "q", "text": "Two dogs.", "answer_id": "x", "model_id": "m", "metadata": {}}\n'

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from imp_data.eval.bench_fixtures import write_benchmark_fixtures
 from imp_data.eval.benchmarks import EvalItem, load_benchmark
 from imp_data.eval.runner import run_eval, score
+from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
 
 
 def item(answers: list[str]) -> EvalItem:

@@ -82,8 +82,10 @@ def test_pinned_revision_and_allow_patterns(hub, tmp_path):
 
 
 def test_demo_sources_fetch_through_the_hub_like_the_local_mirror(hub, tmp_path):
-    from imp_data.build import BuildContext, fetch_source, image_store_factory, normalize_source
+    from imp_data.build import fetch_source, normalize_source
+    from imp_data.core.context import BuildContext
     from imp_data.core.recipe import load_recipe
+    from imp_data.fetch.image_store import image_store_factory
     from imp_data.fixtures import write_mirror
 
     write_mirror(tmp_path / "mirror", scale=1, seed=0)
@@ -102,8 +104,7 @@ def test_demo_sources_fetch_through_the_hub_like_the_local_mirror(hub, tmp_path)
     remote_ctx = BuildContext(recipe=remote, data_root=tmp_path / "data", progress=False)
     for source in local.sources:
         for ctx in (local_ctx, remote_ctx):
-            fetch_source(ctx, source)
-            normalize_source(ctx, source)
+            normalize_source(ctx, source, fetch_source(ctx, source))
         samples = pl.read_parquet(local_ctx.layout.normalized(source))
         assert samples.equals(pl.read_parquet(remote_ctx.layout.normalized(source))), source
         local_store, remote_store = image_store_factory(local_ctx, source)(), image_store_factory(remote_ctx, source)()

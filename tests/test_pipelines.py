@@ -68,7 +68,7 @@ def test_definitions_validate_command(tmp_path):
 @pytest.fixture(scope="module")
 def dagster_build(demo_build, tmp_path_factory):
     """(data root, results) of materializing every demo asset in process — mixes, tiny runs and eval."""
-    from imp_data.eval.bench_fixtures import write_benchmark_fixtures
+    from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
 
     cli_root, _ = demo_build
     root = tmp_path_factory.mktemp("dagster")
@@ -148,7 +148,7 @@ def test_training_and_eval_assets_equal_cli(demo_build, dagster_build, tmp_path)
     from safetensors.torch import load_file
 
     from imp_data.cli import main
-    from imp_data.eval.bench_fixtures import write_benchmark_fixtures
+    from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
     from imp_data.train.checkpoint import latest_checkpoint
 
     root, results = dagster_build

@@ -19,7 +19,7 @@ import pytest
 from imp_data.audit.card import render_card, split_card
 from imp_data.cli import main
 from imp_data.core.errors import ImpDataError
-from imp_data.storage.publish_hub import parse_hub_url, publish_to_hub
+from imp_data.publish.hub import parse_hub_url, publish_to_hub
 from tests.servers.hub_server import HubServer
 
 MIX = "demo_stage2"

@@ -17,7 +17,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from imp_data.build import BuildContext, build
+from imp_data.build import build
+from imp_data.core.context import BuildContext
 from imp_data.core.recipe import Recipe, load_recipe
 from tests.conftest import DEMO_RECIPE
 

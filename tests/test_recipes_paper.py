@@ -20,9 +20,10 @@ from pydantic_core import to_jsonable_python
 from imp_data.cli import main
 from imp_data.core.errors import ImpDataError, RecipeError
 from imp_data.core.recipe import MixSource, load_recipe, parse_recipe
-from imp_data.mix.select import SELECT_COLUMNS, select_columns, select_source
+from imp_data.core.source_options import SHORT_ANSWER_PROMPT
+from imp_data.core.tables import SELECT_COLUMNS
+from imp_data.mix.select import select_columns, select_source
 from imp_data.normalize import normalize_records
-from imp_data.sources.base import SHORT_ANSWER_PROMPT
 from imp_data.sources.registry import get_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +172,8 @@ def mirror_recipe(tmp_path: Path) -> Path:
 
 
 def test_ablation_builds_on_fixture_mirror(tmp_path):
-    from imp_data.build import BuildContext, build
+    from imp_data.build import build
+    from imp_data.core.context import BuildContext
     from imp_data.core.layout import Layout
     from imp_data.fixtures import write_mirror
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 import webdataset as wds
 
-from imp_data.storage.remote import publish_mix, shard_urls
+from imp_data.publish.remote import publish_mix, shard_urls
 from tests.servers.s3_server import s3_server
 
 

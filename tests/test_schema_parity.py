@@ -72,7 +72,7 @@ CROSS_FIELD = {
 
 def as_shard_record(sample: dict) -> dict:
     """The shard member KEY.json a build would write for `sample` (ShardRecord applies the Sample rules):
-    meta as JSON text, as shards/assemble.py `_sample_json` writes it."""
+    meta as JSON text, as shards/assemble.py `sample_json` writes it."""
     record = {**sample, "key": "000000001", "mix": "m", "location": "mirror/llava_665k"}
     record["meta"] = json.dumps(record.get("meta", {}))
     image = record.pop("image", None)

@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from imp_data.core.errors import SourceFormatError
+from imp_data.core.source_options import CAPTION_PROMPTS
 from imp_data.sources import laion_gpt4v
 from imp_data.sources.base import Candidate, Problem
-from imp_data.sources.laion_gpt4v import CAPTION_PROMPTS, pick_prompt
+from imp_data.sources.laion_gpt4v import pick_prompt
 from imp_data.sources.registry import get_adapter
 
 ROWS = [

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from imp_data.audit.quality import end_counts
-from imp_data.build import BuildContext, build
+from imp_data.build import build
+from imp_data.core.context import BuildContext
 from imp_data.core.recipe import parse_recipe
 
 N_RECORDS, BROKEN = 40, 12

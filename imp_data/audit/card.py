@@ -19,8 +19,8 @@ import yaml
 from imp_data.core.citations import CITATIONS, IMP_CITATION
 from imp_data.core.fingerprint import digest
 from imp_data.core.io import write_text_atomic
+from imp_data.core.layout import MixDir
 
-CARD = "README.md"
 VQA, CAPTIONS, CHAT = "visual-question-answering", "image-to-text", "image-text-to-text"
 
 # adapter -> (dataset, Hub licence id, licence in words, Hub task categories, citation key)
@@ -47,7 +47,7 @@ SOURCES = {
 UNKNOWN = ("(unknown adapter)", "unknown", "unknown: check the source's own terms", (), None)
 
 _S, _I = {"dtype": "string"}, {"dtype": "int64"}
-# The writer's record (shards/assemble.py `_sample_json`) as `datasets` features; tests hold it equal to what
+# The writer's record (shards/assemble.py `sample_json`) as `datasets` features; tests hold it equal to what
 # `datasets` infers from a built mix. `meta` is JSON text: its keys differ per source.
 FEATURES = [
     {"name": "json", "struct": [
@@ -206,4 +206,4 @@ def split_card(text: str) -> tuple[dict, str]:
 
 
 def write_card(stats: dict, mix_dir: Path) -> Path:
-    return write_text_atomic(Path(mix_dir) / CARD, render_card(stats))
+    return write_text_atomic(MixDir(Path(mix_dir)).card, render_card(stats))

@@ -9,21 +9,16 @@ against each other, today's code and its recipe (imp_data.audit.validate_mix).
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import yaml
-from PIL import Image
 from pydantic import ValidationError
 
+from imp_data.audit.sample_check import check_sample, problem_text
 from imp_data.core.errors import ImpDataError
 from imp_data.core.io import read_table, read_table_schema
 from imp_data.core.recipe import load_recipe
-from imp_data.core.schema import Reject, Sample, ShardRecord
-
-
-def _err(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in err.errors())
+from imp_data.core.schema import Reject, Sample
 
 
 def validate_normalized(path: Path, limit: int) -> list[str]:
@@ -35,7 +30,7 @@ def validate_normalized(path: Path, limit: int) -> list[str]:
         try:
             Sample.model_validate(row_to_sample_dict(row))
         except ValidationError as err:
-            problems.append(f"{path}: row {n} (id {row.get('id')!r}): {_err(err)}")
+            problems.append(f"{path}: row {n} (id {row.get('id')!r}): {problem_text(err)}")
         if len(problems) >= limit:
             break
     ids = frame["id"]
@@ -51,36 +46,10 @@ def validate_rejects(path: Path, limit: int) -> list[str]:
         try:
             Reject.model_validate({k: row[k] for k in ("source", "source_id", "stage", "reason", "detail")})
         except (ValidationError, KeyError) as err:
-            problems.append(f"{path}: row {n}: {_err(err) if isinstance(err, ValidationError) else err}")
+            problems.append(f"{path}: row {n}: {problem_text(err) if isinstance(err, ValidationError) else err}")
         if len(problems) >= limit:
             break
     return problems
-
-
-def check_sample(where: str, key: str, record: dict | None, jpg: bytes | None,
-                 resolution: int | None = None) -> list[str]:
-    """One sample of a tar: KEY.json against ShardRecord, KEY.jpg decodes to resolution x resolution
-    (`resolution` = the mix's, from stats.json, when known; else the record's own)."""
-    if record is None:
-        return [f"{where}: no {key}.json member"]
-    try:
-        rec = ShardRecord.model_validate(record)
-    except ValidationError as err:
-        return [f"{where}: {_err(err)}"]
-    if (rec.image is None) != (jpg is None):
-        return [f"{where}: image info and {key}.jpg disagree (one is missing)"]
-    if jpg is None:
-        return []
-    try:
-        with Image.open(io.BytesIO(jpg)) as img:
-            img.load()
-            size = img.size
-    except Exception as err:  # any decoder failure is a problem to report, not a crash
-        return [f"{where}: {key}.jpg does not decode ({err})"]
-    r = resolution or rec.image.resolution
-    if size != (r, r):
-        return [f"{where}: {key}.jpg is {size[0]}x{size[1]}, expected {r}x{r}"]
-    return []
 
 
 def validate_tar(path: Path, limit: int) -> list[str]:

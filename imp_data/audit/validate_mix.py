@@ -211,8 +211,8 @@ def _compare_record(where: str, record: dict, expected: dict, report: _Report) -
 def check_shard(tar: Path, plan_rows: list[dict], index_rows: list[dict], expect, report: _Report) -> None:
     """One shard: the tar's sha256 and members' hashes against the index, its samples against the schema,
     and its records, keys and JPEG sizes against the plan and the render settings."""
-    from imp_data.audit.validate import check_sample
-    from imp_data.shards.assemble import _sample_json  # the writer's own record layout: one source of truth
+    from imp_data.audit.sample_check import check_sample
+    from imp_data.shards.assemble import sample_json  # the writer's own record layout: one source of truth
     from imp_data.shards.reader import iter_tar_samples
 
     if index_rows and file_sha256(tar) != index_rows[0].get("shard_sha256"):
@@ -232,7 +232,7 @@ def check_shard(tar: Path, plan_rows: list[dict], index_rows: list[dict], expect
             if key not in planned:
                 report.add(f"{where}: in the tar but not in plan.parquet")
                 continue
-            _compare_record(where, record, expect.record(_sample_json, planned[key]), report)
+            _compare_record(where, record, expect.record(sample_json, planned[key]), report)
     except ShardError as err:
         report.add(str(err))
         return
@@ -272,7 +272,7 @@ class _Expect:
 
 def check_mix(mix_dir: Path, limit: int, recipes: Recipes | None = None) -> list[str]:
     """Problems with a mix directory as a whole (at most `limit` lines), stale first."""
-    from imp_data.mix.plan import shard_name
+    from imp_data.core.layout import shard_name
     from imp_data.shards.reader import verify_mix
 
     report = _Report(limit)

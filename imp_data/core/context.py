@@ -7,17 +7,32 @@ without importing it.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 
 from imp_data.core.errors import ImpDataError
 from imp_data.core.fingerprint import FileHashes, read_stamp, stamp_holds, write_stamp
 from imp_data.core.layout import Layout
-from imp_data.core.recipe import ImageRoot, Recipe, SourceSpec
-from imp_data.storage.dataroot import RemoteRoot
+from imp_data.core.recipe import Recipe, SourceSpec
+
+
+class RemoteStore(Protocol):
+    """What the stages use of a data root in object storage (`imp_data.storage.dataroot.RemoteRoot`):
+    push and pull units of work through the local cache."""
+
+    url: str
+
+    def key(self, rel: str) -> str: ...
+    def locked(self) -> AbstractContextManager[None]: ...
+    def push(self, unit: str, files: Iterable[Path], bulk: Iterable[Path] = ()) -> dict: ...
+    def pull(self, unit: str, match: Callable[[str], bool] | None = None) -> int: ...
+    def pull_files(self, rels: Iterable[str], what: str = "file") -> int: ...
+    def pull_tree(self, rel: str) -> int: ...
 
 
 @dataclass
@@ -28,10 +43,8 @@ class BuildContext:
     data_root: Path
     workers: int = 1
     progress: bool = True
-    log: callable = print
     download: object | None = None  # imp_data.fetch.http.DownloadConfig for URL-only sources (None: defaults)
-    remote: RemoteRoot | None = None  # data root in object storage; data_root is then its local cache
-    _roots: dict[str, Path] = field(default_factory=dict)
+    remote: RemoteStore | None = None  # data root in object storage; data_root is then its local cache
     reuse: list[dict] = field(default_factory=list)  # per stage and subject: units redone / reused
     memo: dict = field(default_factory=dict)  # results computed once per build (benchmark image hashes)
     _hashes: FileHashes | None = None
@@ -79,36 +92,6 @@ class BuildContext:
 
     def sources_of(self, mix: str) -> list[str]:
         return list(self.recipe.mixes[mix].sources)
-
-
-def local_location(location: str, data_root: Path) -> Path | None:
-    """A local location as a path (relative ones resolve against the data root); None for URLs."""
-    if "://" in location:
-        return None
-    path = Path(location).expanduser()
-    return path if path.is_absolute() else data_root / path
-
-
-def make_image_store(roots: tuple[tuple[str, str, str, str], ...]):
-    """An ImageStore from (prefix, resolved location, member_prefix, recipe location) (picklable factory)."""
-    from imp_data.fetch.image_store import ImageStore
-
-    return ImageStore([ImageRoot(prefix=p, location=loc, member_prefix=m) for p, loc, m, _ in roots],
-                      labels=[label for *_, label in roots])
-
-
-def image_store_factory(ctx: BuildContext, source: str):
-    """A picklable zero-argument factory for the source's image store, for worker processes."""
-    spec = ctx.source(source)
-    resolved = []
-    for root in spec.images:
-        local = local_location(root.location, ctx.data_root)
-        if local is None:
-            from imp_data.fetch.locations import resolve_location
-
-            local = resolve_location(root.location, ctx.data_root, files=None, cache_dir=ctx.layout.raw(source))
-        resolved.append((root.prefix, str(local), root.member_prefix, root.location))
-    return functools.partial(make_image_store, tuple(resolved))
 
 
 def read_frame(path: Path, what: str, hint: str) -> pl.DataFrame:

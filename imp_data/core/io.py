@@ -142,3 +142,8 @@ def read_table_schema(path: str | Path) -> dict:
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ImpDataError(f"{path}: not a readable Parquet table ({first})") from None
+
+
+def tree_files(directory: Path) -> list[Path]:
+    """Every file under `directory`, sorted; [] when it does not exist."""
+    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []

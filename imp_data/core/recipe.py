@@ -27,6 +27,7 @@ from pydantic import (
 
 from imp_data.core.errors import RecipeError
 from imp_data.core.schema import SOURCE_NAME_RE
+from imp_data.core.source_options import ADAPTER_OPTIONS, FILE_INDEX_ADAPTERS
 
 ImageMode = Literal["pad", "squash", "expand2square"]
 
@@ -63,12 +64,10 @@ def _name_keys(*fields: str, reserved: dict[str, str] | None = None):
 def _adapter_rules(schema: dict) -> None:
     """JSON schema of a source: the adapter names and, per adapter, its options (what `_semantic_problems`
     checks in Python), so a CI validating recipes with stock JSON Schema tools catches the same typos."""
-    from imp_data.sources.registry import ADAPTERS  # local: sources import recipe types
-
-    schema["properties"]["adapter"]["enum"] = sorted(ADAPTERS)
+    schema["properties"]["adapter"]["enum"] = sorted(ADAPTER_OPTIONS)
     by_options: dict[str, list[str]] = {}  # adapters sharing an Options model share one rule
-    for name in sorted(ADAPTERS):
-        options = {k: v for k, v in ADAPTERS[name].Options.model_json_schema().items() if k != "title"}
+    for name in sorted(ADAPTER_OPTIONS):
+        options = {k: v for k, v in ADAPTER_OPTIONS[name].model_json_schema().items() if k != "title"}
         by_options.setdefault(json.dumps(options, sort_keys=True), []).append(name)
     schema["allOf"] = [{"if": {"properties": {"adapter": {"enum": names}}, "required": ["adapter"]},
                         "then": {"properties": {"options": json.loads(options)}}}
@@ -320,8 +319,6 @@ def _problem(error: dict) -> str:
 
 def _semantic_problems(raw: dict[str, Any]) -> list[str]:
     """Cross-field checks pydantic cannot see: adapter names, adapter options, mix references."""
-    from imp_data.sources.registry import ADAPTERS  # local: sources import recipe types
-
     problems: list[str] = []
     sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
     for name, spec in sources.items():
@@ -332,13 +329,13 @@ def _semantic_problems(raw: dict[str, Any]) -> list[str]:
         adapter = spec.get("adapter")
         if adapter is None:
             continue
-        if adapter not in ADAPTERS:
-            problems.append(f"sources.{name}.adapter: unknown adapter {adapter!r}; valid: {', '.join(sorted(ADAPTERS))}")
+        if adapter not in ADAPTER_OPTIONS:
+            problems.append(f"sources.{name}.adapter: unknown adapter {adapter!r}; valid: {', '.join(sorted(ADAPTER_OPTIONS))}")
             continue
         options = spec.get("options") or {}
         problems += _position_rule_problems(raw, name, adapter)
         try:
-            ADAPTERS[adapter].Options.model_validate(options)
+            ADAPTER_OPTIONS[adapter].model_validate(options)
         except ValidationError as err:
             for e in err.errors():
                 problems.append(f"sources.{name}.options.{_path(e['loc'])}: {e['msg']}")
@@ -358,9 +355,7 @@ def _semantic_problems(raw: dict[str, Any]) -> list[str]:
 
 def _position_rule_problems(raw: dict[str, Any], source: str, adapter: str) -> list[str]:
     """A `file_positions` rule needs the file index in meta: on any other adapter it would match nothing."""
-    from imp_data.sources.registry import ADAPTERS
-
-    keeping = [n for n, a in ADAPTERS.items() if getattr(a, "keeps_file_index", False)]
+    keeping = [n for n in ADAPTER_OPTIONS if n in FILE_INDEX_ADAPTERS]
     problems = []
     for mix, spec in (raw.get("mixes") if isinstance(raw.get("mixes"), dict) else {}).items():
         shares = spec.get("sources") if isinstance(spec, dict) else None

@@ -303,7 +303,7 @@ class ShardImage(BaseModel):
                                  "render); off, the pixels are the stored frame.")
 
 
-# KEY.json carries meta as JSON text, not an object (shards/assemble.py `_sample_json` says why): parsed and
+# KEY.json carries meta as JSON text, not an object (shards/assemble.py `sample_json` says why): parsed and
 # checked as a Meta on validation; JSON Schema declares a string whose content is a Meta.
 MetaText = Annotated[Json[Meta], WithJsonSchema({
     "type": "string", "contentMediaType": "application/json", "contentSchema": TypeAdapter(Meta).json_schema(),

@@ -17,11 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA = pa.schema([
-    ("url", pa.string()), ("status", pa.string()), ("http_status", pa.int32()), ("attempts", pa.int32()),
-    ("bytes", pa.int64()), ("sha256", pa.string()), ("elapsed_s", pa.float64()), ("path", pa.string()),
-    ("content_type", pa.string()), ("final_url", pa.string()), ("detail", pa.string()),
-])
+from imp_data.core.tables import DOWNLOAD_SCHEMA
 
 RETRY_IN_RUN = frozenset({"timeout", "http_408", "http_429"})
 """Retried within a run (plus every http_5xx): the server said, or the network showed, 'try later'."""
@@ -62,7 +58,7 @@ def write_downloads(path: Path, rows: list[DownloadRow]) -> None:
     """Write the ledger atomically (temporary file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = {f.name: [getattr(r, f.name) for r in rows] for f in fields(DownloadRow)}
-    table = pa.Table.from_pydict(columns, schema=SCHEMA)
+    table = pa.Table.from_pydict(columns, schema=DOWNLOAD_SCHEMA)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)

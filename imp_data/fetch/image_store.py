@@ -19,6 +19,7 @@ what crosses process boundaries), so open archive handles are never shared acros
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import os
@@ -27,8 +28,11 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from imp_data.core.context import BuildContext
 from imp_data.core.errors import ImageError
 from imp_data.core.limits import active
+from imp_data.core.locations import local_location
+from imp_data.core.recipe import ImageRoot
 from imp_data.fetch.archives import Archive, is_archive
 
 URL_PREFIXES = ("http://", "https://")
@@ -228,3 +232,23 @@ class ImageStore:
     def close(self) -> None:
         for root in self._roots:
             root.close()
+
+
+def make_image_store(roots: tuple[tuple[str, str, str, str], ...]):
+    """An ImageStore from (prefix, resolved location, member_prefix, recipe location) (picklable factory)."""
+    return ImageStore([ImageRoot(prefix=p, location=loc, member_prefix=m) for p, loc, m, _ in roots],
+                      labels=[label for *_, label in roots])
+
+
+def image_store_factory(ctx: BuildContext, source: str):
+    """A picklable zero-argument factory for the source's image store, for worker processes."""
+    spec = ctx.source(source)
+    resolved = []
+    for root in spec.images:
+        local = local_location(root.location, ctx.data_root)
+        if local is None:
+            from imp_data.fetch.locations import resolve_location
+
+            local = resolve_location(root.location, ctx.data_root, files=None, cache_dir=ctx.layout.raw(source))
+        resolved.append((root.prefix, str(local), root.member_prefix, root.location))
+    return functools.partial(make_image_store, tuple(resolved))

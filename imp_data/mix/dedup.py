@@ -2,7 +2,7 @@
 
 Input is a table of candidate samples — `id`, `source`, `sha256`, `phash` (and `source_id` when known),
 e.g. the render results joined to the selection; rows without a phash are text-only and never match.
-Output is a removal table in the shape of the mix rejects (`removals.REMOVAL_COLUMNS`), applied before
+Output is a removal table in the shape of the mix rejects (`imp_data.core.tables.DROP_COLUMNS`), applied before
 the plan, never an edit of earlier outputs.
 
 The design choice: the duplicate graph is built on *cells* — (source, distinct phash) — not on samples.
@@ -38,12 +38,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from imp_data.core.errors import ImpDataError
+from imp_data.core.tables import CONTAMINATION_COLUMNS, DROP_COLUMNS
 from imp_data.mix.hashindex import HashIndex, phashes_to_array, popcount64
-from imp_data.mix.removals import REMOVAL_COLUMNS
 
 MODES = ("off", "within_source", "across_sources")
-CONTAMINATION_COLUMNS = {"id": pl.String, "source": pl.String, "benchmark": pl.String, "image_name": pl.String,
-                         "distance": pl.Int32, "match": pl.String}
 
 
 def _frame(table, columns: tuple[str, ...], what: str) -> pl.DataFrame:
@@ -73,7 +71,7 @@ def find_duplicates(table, mode: str = "across_sources", max_distance: int = 4,
         source_priority: sources whose copy is kept first (across_sources); unlisted ones come after.
 
     Returns:
-        One row per removed sample (`REMOVAL_COLUMNS`), sorted by id.
+        One row per removed sample (`DROP_COLUMNS`), sorted by id.
 
     Example:
         >>> rows = {"id": ["a/1", "b/1"], "source": ["a", "b"], "sha256": ["x", "y"],
@@ -86,7 +84,7 @@ def find_duplicates(table, mode: str = "across_sources", max_distance: int = 4,
     frame = _frame(table, ("id", "source", "sha256", "phash"), "dedup")
     frame = frame.filter(pl.col("phash").is_not_null()).sort("id")  # order-free from here on
     if mode == "off" or frame.height < 2:
-        return pl.DataFrame(schema=REMOVAL_COLUMNS)
+        return pl.DataFrame(schema=DROP_COLUMNS)
     _check_unique_ids(frame, "dedup")
     if "source_id" not in frame.columns:
         frame = frame.with_columns(pl.lit(None, pl.String).alias("source_id"))
@@ -118,7 +116,7 @@ def find_duplicates(table, mode: str = "across_sources", max_distance: int = 4,
                     .alias("detail"),
                     "kept_id", pl.when(exact).then(0).otherwise(pl.col("phash_distance")).cast(pl.Int32)
                     .alias("distance"))
-            .cast(REMOVAL_COLUMNS).sort("id"))
+            .cast(DROP_COLUMNS).sort("id"))
 
 
 def _check_unique_ids(frame: pl.DataFrame, what: str) -> None:
@@ -222,7 +220,7 @@ def removals_from_contamination(contamination: pl.DataFrame, train) -> pl.DataFr
                          pl.format("{} match of {} image {} (phash distance {})", "match", "benchmark", "image_name",
                                    "distance").alias("detail"),
                          pl.lit(None, pl.String).alias("kept_id"), "distance")
-            .cast(REMOVAL_COLUMNS).sort("id"))
+            .cast(DROP_COLUMNS).sort("id"))
 
 
 # ---- both, in order -----------------------------------------------------------------------------
@@ -239,7 +237,7 @@ def plan_removals(table, bench, dedup, decontaminate) -> tuple[pl.DataFrame, pl.
     """
     frame = _frame(table, ("id", "source", "sha256", "phash"), "dedup")
     contamination = pl.DataFrame(schema=CONTAMINATION_COLUMNS)
-    removed = [pl.DataFrame(schema=REMOVAL_COLUMNS)]
+    removed = [pl.DataFrame(schema=DROP_COLUMNS)]
     if bench is not None and decontaminate.benchmarks:
         contamination = find_contamination(frame, bench, decontaminate.max_distance)
         if decontaminate.drop and contamination.height:

@@ -105,9 +105,10 @@ def benchmark_hashes(name: str, location: Path, scope: str = "asked", exif_trans
 def benchmark_location(ctx, name: str, location: str) -> Path:
     """A benchmark image set on disk: a local path read in place (relative to the data root), or a URL / Hub
     location fetched once into `DATA/raw/benchmarks/<name>/` (completion marker, resumable)."""
-    from imp_data.core.context import local_location
+    from imp_data.core.io import tree_files
+    from imp_data.core.layout import benchmark_unit
+    from imp_data.core.locations import local_location, under_root
     from imp_data.fetch.locations import resolve_location
-    from imp_data.storage.sync import benchmark_unit, tree_files, under_root
 
     local = local_location(location, ctx.data_root)
     if local is not None:

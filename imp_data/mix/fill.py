@@ -15,6 +15,7 @@ from __future__ import annotations
 import polars as pl
 
 from imp_data.core.layout import Layout
+from imp_data.core.tables import RENDER_COLUMNS
 
 
 def activated(layout: Layout, mix: str, columns: list[str] | None = None) -> pl.DataFrame:
@@ -56,7 +57,7 @@ def next_from_reserve(reserve: pl.DataFrame, used: dict[str, int], wanted: dict[
 
 def render_rows(ctx, mix: str, rows: pl.DataFrame, bar) -> tuple[list[pl.DataFrame], int, int]:
     """Render `rows` (any sources of the mix) through the content-addressed cache, source by source."""
-    from imp_data.core.context import image_store_factory
+    from imp_data.fetch.image_store import image_store_factory
     from imp_data.mix.render import render_selection
 
     parts, rendered, reused = [], 0, 0
@@ -97,7 +98,6 @@ def render_and_fill(ctx, mix: str, selected: pl.DataFrame, reserve: pl.DataFrame
         if not pending.height:
             break
         active = pl.concat([active, pending], how="vertical")
-    from imp_data.mix.render import RESULT_SCHEMA
 
-    renders = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=RESULT_SCHEMA)
+    renders = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=RENDER_COLUMNS)
     return renders, active.slice(selected.height), rendered, reused

@@ -6,31 +6,11 @@ the set of kept ids. Keys are zero-padded positions — tar member names never c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
-from imp_data.core.io import atomic_path
 from imp_data.mix.select import keyed_rank
 
 KEY_DIGITS = 9
-PLAN_COLUMNS = ["key", "position", "shard", "id", "source", "source_id", "image", "conversations", "meta", "n_turns",
-                "text_chars", "text_words", "order", "sha256", "phash", "orig_width", "orig_height", "width", "height",
-                "cache"]
-
-
-def shard_name(mix: str, shard: int) -> str:
-    """`<mix>-000000.tar`.
-
-    Example:
-        >>> shard_name("demo", 3)
-        'demo-000003.tar'
-    """
-    return f"{mix}-{shard:06d}.tar"
-
-
-def sample_key(position: int) -> str:
-    return f"{position:0{KEY_DIGITS}d}"
 
 
 def plan_mix(kept: pl.DataFrame, *, mix: str, seed: int, shard_size: int) -> pl.DataFrame:
@@ -45,16 +25,6 @@ def plan_mix(kept: pl.DataFrame, *, mix: str, seed: int, shard_size: int) -> pl.
         positions.cast(pl.String).str.zfill(KEY_DIGITS).alias("key"),
         (positions // shard_size).cast(pl.Int32).alias("shard"),
     )
-
-
-def write_plan(plan: pl.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        plan.write_parquet(tmp, compression="zstd", statistics=False)
-    return path
-
-
-def read_plan(path: Path) -> pl.DataFrame:
-    return pl.read_parquet(path)
 
 
 def shard_count(plan: pl.DataFrame) -> int:

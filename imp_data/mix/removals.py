@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import polars as pl
 
-REMOVAL_COLUMNS = {"id": pl.String, "source": pl.String, "source_id": pl.String, "stage": pl.String,
-                   "reason": pl.String, "detail": pl.String, "kept_id": pl.String, "distance": pl.Int32}
+from imp_data.core.tables import DROP_COLUMNS
 
 
 def empty_removals() -> pl.DataFrame:
-    return pl.DataFrame(schema=REMOVAL_COLUMNS)
+    return pl.DataFrame(schema=DROP_COLUMNS)
 
 
 def find_removals(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFrame) -> pl.DataFrame:

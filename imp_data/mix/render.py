@@ -27,14 +27,10 @@ from imp_data.core.errors import ImageError
 from imp_data.core.fingerprint import CODE_VERSIONS, FileHashes, digest
 from imp_data.core.io import atomic_path, dumps_canonical
 from imp_data.core.recipe import RenderSpec
+from imp_data.core.tables import RENDER_COLUMNS
 
 CHUNK = 1024
 
-RESULT_SCHEMA = {
-    "id": pl.String, "sha256": pl.String, "phash": pl.String, "orig_width": pl.Int32, "orig_height": pl.Int32,
-    "width": pl.Int32, "height": pl.Int32, "cache": pl.String, "reason": pl.String, "detail": pl.String,
-    "render_key": pl.String,
-}
 _RESULT_FIELDS = ("sha256", "phash", "orig_width", "orig_height", "width", "height", "reason", "detail")
 
 
@@ -255,7 +251,7 @@ def render_selection(
             if progress:
                 progress(len(results[-1].rows))
     rows = [row for res in results for row in res.rows]
-    table = pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row") if rows else pl.DataFrame(schema=RESULT_SCHEMA)
+    table = pl.DataFrame(rows, schema=RENDER_COLUMNS, orient="row") if rows else pl.DataFrame(schema=RENDER_COLUMNS)
     return table, sum(r.rendered for r in results), sum(r.reused for r in results)
 
 

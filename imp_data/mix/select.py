@@ -17,8 +17,7 @@ import polars as pl
 
 from imp_data.core.errors import ImpDataError
 from imp_data.core.recipe import DropRule, MixSource
-
-SELECT_COLUMNS = ["id", "source", "source_id", "image", "n_turns", "text_chars", "text_words", "order"]
+from imp_data.core.tables import SELECT_COLUMNS
 
 
 def select_columns(spec: MixSource) -> list[str]:

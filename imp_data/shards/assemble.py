@@ -18,14 +18,16 @@ import pyarrow.parquet as pq
 
 from imp_data.core.errors import ShardError
 from imp_data.core.io import atomic_path, dumps_canonical, write_json_atomic
+from imp_data.core.layout import shard_name
 from imp_data.core.recipe import RenderSpec
-from imp_data.mix.plan import shard_count, shard_name
-from imp_data.shards.writer import INDEX_SCHEMA, Member, shard_fingerprint, shard_is_complete, write_shard
+from imp_data.core.tables import INDEX_SCHEMA
+from imp_data.mix.plan import shard_count
+from imp_data.shards.writer import Member, shard_fingerprint, shard_is_complete, write_shard
 
 WIDS_KIND = "wids-shard-index-v1"
 
 
-def _sample_json(row: dict, *, mix: str, location: str, render: RenderSpec) -> bytes:
+def sample_json(row: dict, *, mix: str, location: str, render: RenderSpec) -> bytes:
     """A shard member KEY.json (schemas/shard_record.schema.json).
 
     `meta` is written as a JSON *string* (the canonical text normalize stored), not an object: its keys
@@ -81,7 +83,7 @@ def planned_shard(plan_path: Path, shard: int, mix: str, locations: dict, render
     rows = shard_rows(Path(plan_path), shard)
     if not rows:
         raise ShardError(f"shard {shard} of mix {mix!r} is not in the plan {plan_path}")
-    members = [Member(row["key"], _sample_json(row, mix=mix, location=locations[row["source"]], render=render),
+    members = [Member(row["key"], sample_json(row, mix=mix, location=locations[row["source"]], render=render),
                       None, _index_row(row)) for row in rows]
     return rows, members, shard_fingerprint(members, inputs, [row.get("cache") for row in rows])
 
@@ -106,6 +108,18 @@ def _write_one(args: tuple) -> tuple[int, bool]:
     return shard, True
 
 
+def _renders_to_write(ctx, mix: str, shards: Iterable[int], locations: dict, render: RenderSpec,
+                      inputs: dict) -> list[str]:
+    """The render cache keys of every shard that is not complete as the plan now says it."""
+    files = ctx.layout.mix_files(mix)
+    keys = []
+    for shard in shards:
+        rows, _, fingerprint = planned_shard(files.plan, shard, mix, locations, render, inputs)
+        if not shard_is_complete(files.shard(shard, mix), files.index_part(shard), fingerprint, ctx.hashes):
+            keys += [row["cache"] for row in rows if row.get("cache")]
+    return keys
+
+
 def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, progress=None) -> dict[str, int]:
     """Write (or verify and skip) the given shards of `mix` (default: all). Returns written/skipped counts.
 
@@ -126,11 +140,12 @@ def write_mix_shards(ctx, mix: str, shards: Iterable[int] | None = None, *, prog
     outside = [s for s in wanted if not 0 <= s < n_shards]
     if outside:
         raise ShardError(f"shard {outside[0]} of mix {mix!r} is not in the plan ({n_shards} shards)")
-    if ctx.remote is not None:
-        stage_sync.pull_for_shards(ctx, mix, list(wanted))
     render = ctx.recipe.mix_render(mix)
     locations = {s: ctx.recipe.sources[s].location for s in ctx.sources_of(mix)}
     inputs = recipe_inputs(ctx.recipe, "shards", mix)
+    if ctx.remote is not None:  # the shards already written, then the renders of those still to write
+        stage_sync.pull_shards(ctx, mix, list(wanted))
+        stage_sync.pull_renders(ctx, mix, _renders_to_write(ctx, mix, wanted, locations, render, inputs))
     layout.shards_dir(mix).mkdir(parents=True, exist_ok=True)
     layout.index_parts(mix).mkdir(parents=True, exist_ok=True)
     remove_extra_shards(layout, mix, n_shards)
@@ -197,7 +212,7 @@ def finalize_index(ctx, mix: str) -> pl.DataFrame:
 def gather_rejects(ctx, mix: str) -> pl.DataFrame:
     """Every record of the mix's sources that is not in a shard: normalize rejects, drops, render
     rejects and removals -> rejects.parquet (source, source_id, id, stage, reason, detail, kept_id, distance)."""
-    from imp_data.build import DROP_COLUMNS
+    from imp_data.core.tables import DROP_COLUMNS
 
     layout = ctx.layout
     cols = ["source", "source_id", "id", "stage", "reason", "detail", "kept_id", "distance"]
@@ -229,5 +244,3 @@ def read_index(mix_dir: Path) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
-def index_part_rows(path: Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows

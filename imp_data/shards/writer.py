@@ -17,21 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imp_data.core.io import atomic_path, file_sha256
+from imp_data.core.tables import INDEX_SCHEMA
 
 TAR_FORMAT = tarfile.USTAR_FORMAT  # keys are short: no PAX/GNU extension headers, widest compatibility
 
-INDEX_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()), ("position", pa.int64()), ("shard", pa.int32()), ("shard_name", pa.string()),
-        ("id", pa.string()), ("source", pa.string()), ("source_id", pa.string()),
-        ("sha256", pa.string()), ("phash", pa.string()),
-        ("orig_width", pa.int32()), ("orig_height", pa.int32()), ("width", pa.int32()), ("height", pa.int32()),
-        ("n_turns", pa.int32()), ("text_chars", pa.int64()), ("text_words", pa.int64()),
-        ("json_offset", pa.int64()), ("json_size", pa.int64()), ("jpg_offset", pa.int64()), ("jpg_size", pa.int64()),
-        ("json_sha256", pa.string()), ("jpg_sha256", pa.string()),
-        ("shard_size", pa.int64()), ("shard_sha256", pa.string()), ("shard_fingerprint", pa.string()),
-    ]
-)
 
 
 @dataclass

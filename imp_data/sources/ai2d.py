@@ -20,27 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from imp_data.core.errors import SourceFormatError
-from imp_data.sources.base import MULTIPLE_CHOICE_PROMPT, Adapter, Problem, Record, lettered_options, resolve_files
+from imp_data.core.source_options import AI2DOptions
+from imp_data.sources.base import Adapter, Problem, Record, lettered_options, resolve_files
 from imp_data.sources.jsoncaps import BadRecord, read_record
-from imp_data.sources.vqa import QA, VQAOptions, read_fields, to_records
-
-
-class AI2DOptions(VQAOptions):
-    """VQA options with the multiple-choice suffix as default, plus the test-question exclusion list."""
-
-    prompt: str | None = Field(
-        default=MULTIPLE_CHOICE_PROMPT,
-        description="Suffix after the lettered options of the first question. Default: LLaVA-1.5's A-OKVQA "
-        "prompt, also lmms-eval's AI2D prompt; null for none (LLaVA-UHD v2 used none).")
-    exclude_file: str | None = Field(
-        default=None,
-        description="Text file (relative to the source location) of question ids (`0.png-0`) or image names "
-        "(`0.png`) to exclude, one per line, `#` comments allowed — e.g. the test ids of Qwen-VL's "
-        "ai2diagram/test.jsonl. Default none: AI2D's files hold train and test questions alike, so "
-        "exclude the test ids when the mix is evaluated on AI2D.")
+from imp_data.sources.vqa import QA, read_fields, to_records
 
 
 def read_exclusions(path: Path) -> set[str]:

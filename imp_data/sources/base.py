@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from imp_data.core.errors import SourceFormatError
 from imp_data.core.schema import IMAGE_TOKEN
-
-SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
-MULTIPLE_CHOICE_PROMPT = "Answer with the option's letter from the given choices directly."
+from imp_data.core.source_options import NoOptions
 
 
 @dataclass
@@ -43,12 +41,6 @@ class Problem:
 
 
 Record = Candidate | Problem
-
-
-class NoOptions(BaseModel):
-    """Adapters without options still validate that none are given."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class Adapter:

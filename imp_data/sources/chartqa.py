@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from imp_data.core.source_options import VQAOptions
 from imp_data.sources.base import Adapter, Problem, Record
-from imp_data.sources.vqa import QA, VQAOptions, choose_answer, iter_objects, read_fields, to_records
+from imp_data.sources.vqa import QA, choose_answer, iter_objects, read_fields, to_records
 
 FIELDS = {"imgname": "image", "query": "question"}
 

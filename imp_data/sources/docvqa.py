@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from imp_data.core.source_options import VQAOptions
 from imp_data.sources.base import Adapter, Problem, Record
-from imp_data.sources.vqa import QA, VQAOptions, choose_answer, iter_questions, str_list, to_records
+from imp_data.sources.vqa import QA, choose_answer, iter_questions, str_list, to_records
 
 
 def read_rrc_items(root: Path, files: list[str], image_key: str, rule: str, per_image: tuple[str, ...],

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from imp_data.core.source_options import VQAOptions
 from imp_data.sources.base import Adapter, Problem, Record
-from imp_data.sources.vqa import QA, VQAOptions, iter_questions, to_records
+from imp_data.sources.vqa import QA, iter_questions, to_records
 
 FIELDS = {"question": "question", "image": "image", "answer": "answer"}
 

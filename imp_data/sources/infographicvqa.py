@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from imp_data.core.source_options import VQAOptions
 from imp_data.sources.base import Adapter, Record
 from imp_data.sources.docvqa import read_rrc_items
-from imp_data.sources.vqa import VQAOptions, to_records
+from imp_data.sources.vqa import to_records
 
 
 class InfographicVQAAdapter(Adapter):

@@ -18,49 +18,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
 from imp_data.core.errors import SourceFormatError
 from imp_data.core.schema import IMAGE_TOKEN
+from imp_data.core.source_options import LaionOptions
 from imp_data.sources.base import Adapter, Candidate, Problem, Record, native_id, resolve_files
 
 # ALLaVA's 15 caption instructions, verbatim and in file order (GitHub FreedomIntelligence/ALLaVA
 # prompts/instructions_for_captions.txt @ ffb7c75): GPT-4V captions requested the way ALLaVA's own
 # Caption-LAION records were (docs/sources.md §10 recommends this pool).
-CAPTION_PROMPTS = [
-    "Write a comprehensive caption for the image provided.",
-    "Can you help me understand the image by providing a detailed caption?",
-    "Please provide a vivid description of the image.",
-    "Elaborate on the details of the image provided.",
-    "Could you please interpret the image and write a detailed caption?",
-    "Please depict the image in words.",
-    "How would you describe the image to someone who cannot see it?",
-    "Please enlighten me with a detailed description of the image.",
-    "Can you transform the visual elements of the image into words?",
-    "Please provide a detailed written representation of the image.",
-    "Could you please transcribe the image into a descriptive paragraph?",
-    "Please illustrate the image through your words.",
-    "Please provide a detailed narrative of the image.",
-    "Could you please express the image in a descriptive format?",
-    "Please convert the visual information in the image into a detailed written explanation.",
-]
 COLUMNS = ["link", "caption", "message_id", "timestamp"]
 _BATCH = 4096
-
-
-class LaionOptions(BaseModel):
-    """The caption-request pool and its hash key."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompts: list[str] = Field(
-        default=CAPTION_PROMPTS, min_length=1,
-        description="Caption requests; one is picked per row by a keyed hash of message_id. Default: ALLaVA's "
-        "15 caption instructions (the dataset has no instruction text; docs/sources.md §10).")
-    prompt_key: str = Field(
-        default="imp-laion", max_length=16,
-        description="Key of the hash that picks a row's prompt (blake2b person). Default 'imp-laion'; change it "
-        "to draw a different but still deterministic assignment.")
 
 
 def pick_prompt(message_id: str, prompts: list[str], key: str = "imp-laion") -> str:

@@ -12,23 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from imp_data.core.source_options import FILE_INDEX_ADAPTERS, LLaVA665KOptions
 from imp_data.sources.base import Adapter, Record
 from imp_data.sources.llava_format import read_llava_files
-
-
-class LLaVA665KOptions(BaseModel):
-    """How faithfully to keep the published conversations."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    move_image_token_first: bool = Field(
-        default=False,
-        description="Rewrite a first turn holding one `<image>` as '<image>\\n' + the rest of its text. Default "
-        "false: records stay as published (some end with '\\n<image>'); the trainer moves the token itself, "
-        "as LLaVA's preprocess_multimodal does (docs/training.md §3.1), so the data need not.",
-    )
 
 
 class LLaVA665KAdapter(Adapter):
@@ -38,8 +24,9 @@ class LLaVA665KAdapter(Adapter):
     Options = LLaVA665KOptions
     version = "2"  # 2: meta.file_index
     # Imp's train.py deletes two records of the published file by list index (manifests/imp_1m.yaml,
-    # rule imp_removals); normalize rejects shift `order`, so the position is kept as read.
-    keeps_file_index = True
+    # rule imp_removals); normalize rejects shift `order`, so the position is kept as read. The recipe
+    # allows `file_positions` rules only on adapters listed in FILE_INDEX_ADAPTERS.
 
     def read(self, root: Path, files: list[str], options: LLaVA665KOptions) -> Iterator[Record]:
-        yield from read_llava_files(root, files, move_token=options.move_image_token_first, keep_index=True)
+        keep_index = self.name in FILE_INDEX_ADAPTERS
+        yield from read_llava_files(root, files, move_token=options.move_image_token_first, keep_index=keep_index)

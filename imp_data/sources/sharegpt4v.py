@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from imp_data.sources.base import Adapter, NoOptions, Record
+from imp_data.core.source_options import NoOptions
+from imp_data.sources.base import Adapter, Record
 from imp_data.sources.llava_format import read_llava_files
 
 

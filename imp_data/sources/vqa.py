@@ -15,39 +15,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 
-from imp_data.sources.base import SHORT_ANSWER_PROMPT, Candidate, Problem, Record, native_id, qa_conversation
+from imp_data.core.source_options import VQAOptions
+from imp_data.sources.base import Candidate, Problem, Record, native_id, qa_conversation
 from imp_data.sources.jsoncaps import BadRecord
 from imp_data.sources.jsonstream import iter_json_array
 
 _CHUNK = 200_000  # questions per Arrow chunk while grouping
-
-
-class VQAOptions(BaseModel):
-    """Conversion choices the paper leaves open, with the defaults LLaVA-1.5 uses for VQA data."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    group_by_image: bool = Field(
-        default=True,
-        description="Default true: all questions about one image become one multi-turn record (id = image "
-        "path), as LLaVA-1.5 merges VQA data and because the paper's counts are per image (docs/sources.md §13.2). "
-        "False: one single-turn record per question (id = question id).")
-    prompt: str | None = Field(
-        default=SHORT_ANSWER_PROMPT,
-        description="Response-format suffix after the first question of a record. Default: LLaVA-1.5's "
-        "short-answer prompt, which lmms-eval also uses to evaluate these benchmarks; null for none "
-        "(LLaVA-UHD v2 used none for DVQA).")
-    answer_choice: Literal["first", "most_common"] = Field(
-        default="first",
-        description="Rule for multi-answer fields (DocVQA/InfoVQA `answers`): default 'first', the first "
-        "non-blank listed answer (annotator order, deterministic, what most converters take); "
-        "'most_common': the most frequent non-blank answer, ties going to the earliest listed.")
 
 
 def choose_answer(answers: list[Any], rule: str) -> str | None:

@@ -30,14 +30,11 @@ from pathlib import Path
 
 from imp_data.core.errors import ImpDataError
 from imp_data.core.io import file_sha256, tmp_path_for, write_json_atomic
+from imp_data.core.locations import is_url, local_path
 
 LEDGER_DIR = "_ledger"
 SYNC_DIR = ".imp-sync"  # in the cache: each unit's ledger as last pushed or pulled, with local mtimes
 IN_FLIGHT = (".tmp", ".incomplete", ".incomplete.json")  # partial files: never pushed
-
-
-def is_url(root: str | os.PathLike) -> bool:
-    return "://" in str(root) and not str(root).startswith("file://")
 
 
 def default_cache(url: str) -> Path:
@@ -51,7 +48,7 @@ def open_data_root(root: str | os.PathLike, cache: str | os.PathLike | None = No
     """(local directory the stages work in, the remote root or None). A path is its own local directory;
     a URL works through `cache` (default: `default_cache(url)`)."""
     if not is_url(root):
-        return Path(str(root).removeprefix("file://")).expanduser().resolve(), None
+        return local_path(root).resolve(), None
     url = str(root).rstrip("/")
     local = Path(cache).expanduser().resolve() if cache else default_cache(url)
     local.mkdir(parents=True, exist_ok=True)

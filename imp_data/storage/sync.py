@@ -4,7 +4,7 @@
 With a remote one it pulls the units the stage reads before it runs, and pushes the units it wrote once it
 returns. So a Dagster step on a fresh pod (or `imp-data build` on another machine) finds its inputs and
 leaves its outputs in the bucket. Shards are the exception: `write_mix_shards` pulls and pushes one
-shard at a time through `pull_for_shards` and `push_shard`.
+shard at a time through `pull_shards`, `pull_renders` and `push_shard`.
 """
 
 from __future__ import annotations
@@ -15,36 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-# ---- unit names: one place --------------------------------------------------------------------------
-
-
-def raw_unit(source: str) -> str:
-    return f"raw/{source}"
-
-
-def normalized_unit(source: str) -> str:
-    return f"normalized/{source}"
-
-
-def mix_unit(mix: str, what: str) -> str:
-    return f"mixes/{mix}/{what}"
-
-
-def benchmark_unit(name: str) -> str:
-    return f"raw/benchmarks/{name}"
-
-
-def shard_unit(mix: str, shard: int) -> str:
-    return f"mixes/{mix}/shards/{shard:06d}"
-
-
-def tree_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []
-
-
-def under_root(location: str) -> bool:
-    """A relative local location: it lives under the data root, so in the bucket when the root is remote."""
-    return "://" not in location and not Path(location).expanduser().is_absolute()
+from imp_data.core.io import tree_files
+from imp_data.core.layout import mix_unit, normalized_unit, raw_unit, shard_unit
+from imp_data.core.locations import under_root
 
 
 def _relative_locations(ctx, source: str, *, images: bool) -> list[str]:
@@ -152,9 +125,7 @@ def pull_mix_tables(ctx, mix: str) -> None:
         ctx.remote.pull(raw_unit(source), match=lambda rel: rel.endswith("/downloads.parquet"))
     plan = ctx.layout.plan(mix)
     if plan.is_file():
-        from imp_data.mix.plan import shard_count
-
-        for shard in range(shard_count(pl.read_parquet(plan, columns=["shard"]))):
+        for shard in pl.read_parquet(plan, columns=["shard"])["shard"].unique().sort().to_list():
             ctx.remote.pull(shard_unit(mix, shard), match=lambda rel: rel.endswith(".parquet"))
     ctx.remote.pull(mix_unit(mix, "index"))
 
@@ -184,11 +155,9 @@ def _push_index(ctx, mix: str) -> None:
 
 
 def _push_report(ctx, mix: str) -> None:
-    from imp_data.audit.card import CARD
-
-    charts = sorted((ctx.layout.mix(mix) / "charts").glob("*.png"))
+    files = ctx.layout.mix_files(mix)
     unit = mix_unit(mix, "report")
-    ctx.remote.push(unit, [ctx.layout.report(mix), ctx.layout.mix(mix) / CARD, *charts, *_stamp(ctx, unit)])
+    ctx.remote.push(unit, [files.report, files.card, *files.chart_files(), *_stamp(ctx, unit)])
 
 
 def _nothing(ctx, subject: str) -> None:
@@ -234,30 +203,19 @@ def pull_plan_only(ctx, mix: str) -> None:
     ctx.remote.pull(mix_unit(mix, "plan"))
 
 
-def pull_for_shards(ctx, mix: str, shards: list[int]) -> None:
-    """The plan, the shards already written (verified, then skipped rather than rewritten) and the
-    rendered JPEGs of every other shard."""
-    from imp_data.mix.plan import shard_name
-    from imp_data.shards.assemble import planned_shard
-    from imp_data.shards.writer import shard_is_complete
-    from imp_data.stage_inputs import recipe_inputs
-
-    render = ctx.layout.render_dir(mix) / "cache"
-    locations = {s: ctx.recipe.sources[s].location for s in ctx.sources_of(mix)}
-    inputs = recipe_inputs(ctx.recipe, "shards", mix)
-    needed = []
+def pull_shards(ctx, mix: str, shards: list[int]) -> None:
+    """The shards already written (the shard writer verifies them, then skips rather than rewrites)."""
     for shard in shards:
         ctx.remote.pull(shard_unit(mix, shard))
-        rows, _, fingerprint = planned_shard(ctx.layout.plan(mix), shard, mix, locations,
-                                             ctx.recipe.mix_render(mix), inputs)
-        if not shard_is_complete(ctx.layout.shards_dir(mix) / shard_name(mix, shard),
-                                 ctx.layout.index_parts(mix) / f"{shard:06d}.parquet", fingerprint, ctx.hashes):
-            needed += [(render / r["cache"]).relative_to(ctx.data_root).as_posix() for r in rows if r.get("cache")]
+
+
+def pull_renders(ctx, mix: str, cache_keys: list[str]) -> None:
+    """The rendered JPEGs (render cache entries) of the shards that must be written."""
+    render = ctx.layout.render_dir(mix) / "cache"
+    needed = [(render / key).relative_to(ctx.data_root).as_posix() for key in cache_keys]
     ctx.remote.pull_files(needed, what=f"rendered images of mix {mix!r}")
 
 
 def push_shard(ctx, mix: str, shard: int) -> None:
-    from imp_data.mix.plan import shard_name
-
-    ctx.remote.push(shard_unit(mix, shard), [ctx.layout.shards_dir(mix) / shard_name(mix, shard),
-                                             ctx.layout.index_parts(mix) / f"{shard:06d}.parquet"])
+    files = ctx.layout.mix_files(mix)
+    ctx.remote.push(shard_unit(mix, shard), [files.shard(shard, mix), files.index_part(shard)])

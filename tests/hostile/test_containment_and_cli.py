@@ -314,8 +314,8 @@ def test_policies_fail_the_build_after_the_report(demo_build, roots, inputs):
 
 def test_demo_recipe_meets_its_own_policies(demo_build):
     """`imp-data build manifests/demo.yaml` must keep exiting 0: the demo stays within its own limits."""
-    from imp_data.build import BuildContext
     from imp_data.cli import policy_violations
+    from imp_data.core.context import BuildContext
     from imp_data.core.recipe import load_recipe
 
     ctx = BuildContext(recipe=load_recipe(DEMO_RECIPE), data_root=demo_build[0], progress=False)

@@ -31,7 +31,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from imp_data.build import BuildContext, build
+from imp_data.build import build
+from imp_data.core.context import BuildContext
 from imp_data.core.errors import ArchiveError, ImageError
 from imp_data.core.limits import applied
 from imp_data.core.recipe import Limits, load_recipe

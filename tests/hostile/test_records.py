@@ -269,7 +269,8 @@ def test_new_reason_codes_are_documented_snake_case():
 def test_build_over_a_mirror_with_every_bad_record(roots):
     """Every per-record case of the issue at once, records and images: the build finishes, balances, and
     lists each bad record with its reason."""
-    from imp_data.build import BuildContext, build
+    from imp_data.build import build
+    from imp_data.core.context import BuildContext
     from imp_data.core.layout import Layout
     from imp_data.core.recipe import Limits, load_recipe
     from imp_data.fixtures import write_mirror

@@ -22,12 +22,15 @@ from pathlib import Path
 
 from imp_data.core.errors import ImpDataError
 from imp_data.core.io import file_sha256
+from imp_data.core.layout import MixDir
 
 HF_URL = re.compile(r"^hf://datasets/([A-Za-z0-9][\w.-]*/[\w.-]+?)(?:@([^/@\s]+))?/?$")
 FILES_PER_COMMIT = 100
 BYTES_PER_COMMIT = 20 * 1024**3
-LAST = ("README.md", "stats.json", "index.parquet", "shards/index.wids.json")  # in the final commit
-MANAGED = ("shards/", "charts/")  # folders whose remote files the mix owns: stale ones are deleted
+RELATIVE = MixDir(Path())  # the repo mirrors the mix folder: its names, relative to the repo root
+CARD = RELATIVE.card.as_posix()
+LAST = tuple(p.as_posix() for p in (RELATIVE.card, RELATIVE.stats, RELATIVE.index, RELATIVE.wids))  # final commit
+MANAGED = (f"{RELATIVE.shards.as_posix()}/", f"{RELATIVE.charts.as_posix()}/")  # stale remote files deleted
 
 
 def parse_hub_url(url: str) -> tuple[str, str | None]:
@@ -44,11 +47,10 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def _local_files(mix_dir: Path, repo_id: str, branch: str | None) -> dict[str, Path | bytes]:
-    from imp_data.audit.card import CARD, render_card
+    from imp_data.audit.card import render_card
     from imp_data.audit.stats import load_stats
-    from imp_data.storage.remote import _mix_files
-
-    files: dict[str, Path | bytes] = {p.relative_to(mix_dir).as_posix(): p for p in _mix_files(mix_dir) if p.is_file()}
+    files: dict[str, Path | bytes] = {p.relative_to(mix_dir).as_posix(): p
+                                      for p in MixDir(mix_dir).published_files() if p.is_file()}
     files[CARD] = render_card(load_stats(mix_dir), repo_id=repo_id, revision=branch).encode("utf-8")
     return files
 
@@ -88,7 +90,7 @@ def publish_to_hub(mix_dir: str | Path, url: str, *, token: str | None = None, p
     from imp_data.fetch.hub import hub_endpoint
 
     mix_dir = Path(mix_dir)
-    if not (mix_dir / "index.parquet").is_file() or not (mix_dir / "stats.json").is_file():
+    if not MixDir(mix_dir).index.is_file() or not MixDir(mix_dir).stats.is_file():
         raise ImpDataError(f"{mix_dir}: not a built mix (no index.parquet/stats.json) — run `imp-data build` first")
     repo_id, branch = parse_hub_url(url)
     api = HfApi(endpoint=hub_endpoint(endpoint), token=token)
@@ -106,9 +108,9 @@ def publish_to_hub(mix_dir: str | Path, url: str, *, token: str | None = None, p
         sizes = {p: len(d) if isinstance(d, bytes) else d.stat().st_size for p, d in local.items()}
         body = _chunks([p for p in todo if p not in LAST], sizes, files_per_commit, bytes_per_commit)
         last = [p for p in todo if p in LAST]
-        if "README.md" in last:  # the Hub's card check that create_commit runs, before the shards go up
+        if CARD in last:  # the Hub's card check that create_commit runs, before the shards go up
             try:
-                api._validate_yaml(local["README.md"].decode("utf-8"), repo_type="dataset")
+                api._validate_yaml(local[CARD].decode("utf-8"), repo_type="dataset")
             except ValueError as err:
                 raise ImpDataError(f"{where}: the Hub refuses the dataset card: {err}") from None
         commits = body + ([last] if last or stale else [])  # the last one also deletes the stale files

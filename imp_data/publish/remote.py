@@ -20,34 +20,28 @@ import fsspec
 
 from imp_data.core.errors import ImpDataError
 from imp_data.core.io import file_sha256
+from imp_data.core.layout import MixDir
 
 MANIFEST = "_published.json"
-FILES = ("index.parquet", "rejects.parquet", "stats.json", "report.md", "README.md", "plan.parquet")
-
-
-def _mix_files(mix_dir: Path) -> list[Path]:
-    files = [mix_dir / f for f in FILES if (mix_dir / f).is_file()]
-    files += sorted((mix_dir / "charts").glob("*.png"))
-    files += sorted((mix_dir / "shards").glob("*.tar")) + [mix_dir / "shards" / "index.wids.json"]
-    return files
+RELATIVE = MixDir(Path())  # a published mix mirrors the mix folder: its names, relative to the prefix
 
 
 def publish_mix(mix_dir: str | Path, url: str, **storage_options) -> dict:
     """Upload a built mix to `url` (a prefix); returns {"uploaded": n, "skipped": n}. An `hf://datasets/...`
-    URL goes through the Hub's commit API instead (imp_data.storage.publish_hub)."""
+    URL goes through the Hub's commit API instead (imp_data.publish.hub)."""
     if url.startswith("hf://"):
-        from imp_data.storage.publish_hub import publish_to_hub
+        from imp_data.publish.hub import publish_to_hub
 
         return publish_to_hub(mix_dir, url, **storage_options)
     mix_dir = Path(mix_dir)
-    if not (mix_dir / "index.parquet").is_file():
+    if not MixDir(mix_dir).index.is_file():
         raise ImpDataError(f"{mix_dir}: not a built mix (no index.parquet) — run `imp-data build` first")
     fs, root = fsspec.core.url_to_fs(url.rstrip("/"), **storage_options)
     old = {}
     if fs.exists(f"{root}/{MANIFEST}"):
         old = json.loads(fs.cat_file(f"{root}/{MANIFEST}"))["files"]
     files, counts = {}, {"uploaded": 0, "skipped": 0}
-    for path in _mix_files(mix_dir):
+    for path in MixDir(mix_dir).published_files():
         rel = str(path.relative_to(mix_dir))
         entry = {"size": path.stat().st_size, "sha256": file_sha256(path)}
         files[rel] = entry
@@ -66,14 +60,14 @@ def shard_urls(url: str, *, via_pipe: bool = True, **storage_options) -> list[st
     `webdataset.WebDataset` can open (it has no handler for s3://)."""
     fs, root = fsspec.core.url_to_fs(url.rstrip("/"), **storage_options)
     try:
-        wids = json.loads(fs.cat_file(f"{root}/shards/index.wids.json"))
+        wids = json.loads(fs.cat_file(f"{root}/{RELATIVE.wids.as_posix()}"))
     except FileNotFoundError:
-        raise ImpDataError(f"{url}: no shards/index.wids.json — publish the mix first") from None
+        raise ImpDataError(f"{url}: no {RELATIVE.wids.as_posix()} — publish the mix first") from None
     base = url.rstrip("/")
-    urls = [f"{base}/shards/{s['url']}" for s in wids["shardlist"]]
+    urls = [f"{base}/{RELATIVE.shards.as_posix()}/{s['url']}" for s in wids["shardlist"]]
     if not via_pipe:
         return urls
-    return [f"pipe:{shlex.quote(sys.executable)} -m imp_data.storage.remote {shlex.quote(u)}" for u in urls]
+    return [f"pipe:{shlex.quote(sys.executable)} -m imp_data.publish.remote {shlex.quote(u)}" for u in urls]
 
 
 def cat(url: str) -> None:

@@ -1,6 +1,6 @@
 """Tiny lmms-lab Hub copies of the benchmarks (see `imp_data.eval.lmms`), for the tests: the published repo
 layout, file names and column types, real Pillow images in HF `Image` structs, and the same questions as
-`imp_data.eval.bench_fixtures` writes in LLaVA's layout, so the two layouts can be compared item by item.
+`imp_data.fixtures.eval_benchmarks` writes in LLaVA's layout, so the two layouts can be compared item by item.
 
 Files are written with small row groups and split into shards where the Hub copy is, so the lazy image
 reader and the multi-file splits are exercised.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imp_data.eval.bench_fixtures import TEN
+from imp_data.fixtures.eval_benchmarks import TEN
 from imp_data.fixtures.pictures import photo
 
 IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
