@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from imp_data.build import build
-from imp_data.core.context import BuildContext
-from imp_data.core.recipe import load_recipe
-from imp_data.fixtures import write_mirror
+from imp_data.build import build  # noqa: E402
+from imp_data.core.context import BuildContext  # noqa: E402
+from imp_data.core.recipe import load_recipe  # noqa: E402
+from imp_data.fixtures import write_mirror  # noqa: E402
 
 DEMO = ROOT / "manifests" / "demo.yaml"
 

@@ -13,8 +13,8 @@ samples/s, LLM tokens/s (real positions), padding share of the computed position
 the train loop counts them, over the GPU's dense bf16 peak), seconds per optimizer step and peak memory;
 per stage the loader's samples/s with the recipe's workers and its headroom (loader rate / the faster
 mode's step rate: above 1 the loader keeps up), and the packed-vs-padded loss of one batch on the same
-weights, dropout off (relative difference; bf16 autocast on GPU). A phase that would overrun --budget-s is skipped and says so;
-the JSON is rewritten after every phase, so a killed run still leaves what it measured.
+weights, dropout off (relative difference; bf16 autocast on GPU). A phase that would overrun --budget-s is skipped
+and says so; the JSON is rewritten after every phase, so a killed run still leaves what it measured.
 
     bash bench/gpu_check.sh                      # one H100: a few minutes (not yet run on one), JSON to
                                                  # $OUT/gpu_check.json (else /tmp)
@@ -48,9 +48,11 @@ from bench.mix_lengths import sample_records, stage1_parts, stage2_parts, text_w
 from bench.train_throughput import PHI2, SIGLIP_SO400M  # noqa: E402
 from imp_data.train.batching import make_collate, make_encode  # noqa: E402
 from imp_data.train.config import run_from_dict  # noqa: E402
-from imp_data.train.data import ShardIndex, ShardLoader  # noqa: E402
-from imp_data.train.loop import build_model, build_optimizer, flop_counts, forward_loss, peak_flops, step_flops  # noqa: E402
+from imp_data.train.data import ShardLoader  # noqa: E402
+from imp_data.train.flops import flop_counts, peak_flops, step_flops  # noqa: E402
+from imp_data.train.loop import build_model, build_optimizer, forward_loss  # noqa: E402
 from imp_data.train.packing import position_counts  # noqa: E402
+from imp_data.train.reader import ShardIndex  # noqa: E402
 from imp_data.train.tokenizer import train_tiny_tokenizer  # noqa: E402
 
 RUNS = ROOT / "manifests" / "runs"

@@ -38,7 +38,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from imp_data.train.data import make_loader, normalize_pixels  # noqa: E402
+from imp_data.train.data import make_loader  # noqa: E402
+from imp_data.train.pixels import normalize_pixels  # noqa: E402
 from tests.shard_factory import make_samples, photo_like, write_mix  # noqa: E402
 
 RES, FILL = 384, (127, 127, 127)  # SigLIP: mean 0.5 -> int(0.5 * 255)
@@ -185,10 +186,16 @@ def main() -> None:
     bs = args.batch_size
     for workers in [int(w) for w in args.workers.split(",")]:
         loaders = {
-            "ours (shards, offsets)": lambda: ours_loader(mix, batch_size=bs, workers=workers),
-            "ours, unverified (trusted)": lambda: ours_loader(mix, batch_size=bs, workers=workers, verify=False),
-            "llava-style (PIL+numpy)": lambda: baseline_loader(json_path, hf=False, batch_size=bs, workers=workers),
-            "llava-style (HF processor)": lambda: baseline_loader(json_path, hf=True, batch_size=bs, workers=workers),
+            "ours (shards, offsets)": lambda workers=workers: ours_loader(mix, batch_size=bs, workers=workers),
+            "ours, unverified (trusted)": lambda workers=workers: ours_loader(
+                mix, batch_size=bs, workers=workers, verify=False
+            ),
+            "llava-style (PIL+numpy)": lambda workers=workers: baseline_loader(
+                json_path, hf=False, batch_size=bs, workers=workers
+            ),
+            "llava-style (HF processor)": lambda workers=workers: baseline_loader(
+                json_path, hf=True, batch_size=bs, workers=workers
+            ),
         }
         for make in loaders.values():  # warm the page cache and the imports once, untimed
             for _, _ in zip(range(2), make()):

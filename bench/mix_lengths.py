@@ -63,19 +63,19 @@ def stage2_parts() -> list[Part]:
             "okvqa": 9_000, "aokvqa": 66_000}
     refcoco = COUNTS["llava_665k"] - COUNTS["textcaps"] - COUNTS["sharegpt_text"] - 86_417 - 72_140 - 80_000 \
         - sum(coco.values())  # COCO's 364,100 less the parts above
-    l = "llava_665k"
+    llava = "llava_665k"
     return [
-        Part(l, "llava_conversation", coco["llava_conversation"], True, 3.3, (10, 0.35), (55, 0.6)),
-        Part(l, "llava_detail", coco["llava_detail"], True, 1, (9, 0.2), (105, 0.3)),
-        Part(l, "llava_complex", coco["llava_complex"], True, 1, (18, 0.4), (110, 0.35)),
-        Part(l, "vqav2", coco["vqav2"], True, 5.4, (6, 0.3), (1, 0.3), VQA_SUFFIX),
-        Part(l, "okvqa", coco["okvqa"], True, 1, (8, 0.3), (1, 0.3), VQA_SUFFIX),
-        Part(l, "aokvqa", coco["aokvqa"], True, 1, (20, 0.25), (1, 0.0), LETTER_SUFFIX),
-        Part(l, "refcoco", refcoco, True, 4, (14, 0.2), (4, 0.5)),
-        Part(l, "gqa", 72_140, True, 10, (8, 0.35), (1, 0.3), VQA_SUFFIX),
-        Part(l, "ocr_vqa", 80_000, True, 5, (7, 0.3), (3, 0.6), VQA_SUFFIX),
-        Part(l, "vg", 86_417, True, 8, (14, 0.2), (4, 0.5)),
-        Part(l, "sharegpt_text", COUNTS["sharegpt_text"], False, 2.5, (45, 1.0), (220, 0.8)),
+        Part(llava, "llava_conversation", coco["llava_conversation"], True, 3.3, (10, 0.35), (55, 0.6)),
+        Part(llava, "llava_detail", coco["llava_detail"], True, 1, (9, 0.2), (105, 0.3)),
+        Part(llava, "llava_complex", coco["llava_complex"], True, 1, (18, 0.4), (110, 0.35)),
+        Part(llava, "vqav2", coco["vqav2"], True, 5.4, (6, 0.3), (1, 0.3), VQA_SUFFIX),
+        Part(llava, "okvqa", coco["okvqa"], True, 1, (8, 0.3), (1, 0.3), VQA_SUFFIX),
+        Part(llava, "aokvqa", coco["aokvqa"], True, 1, (20, 0.25), (1, 0.0), LETTER_SUFFIX),
+        Part(llava, "refcoco", refcoco, True, 4, (14, 0.2), (4, 0.5)),
+        Part(llava, "gqa", 72_140, True, 10, (8, 0.35), (1, 0.3), VQA_SUFFIX),
+        Part(llava, "ocr_vqa", 80_000, True, 5, (7, 0.3), (3, 0.6), VQA_SUFFIX),
+        Part(llava, "vg", 86_417, True, 8, (14, 0.2), (4, 0.5)),
+        Part(llava, "sharegpt_text", COUNTS["sharegpt_text"], False, 2.5, (45, 1.0), (220, 0.8)),
         # the grouped VQA sources: one record per image, its questions as rounds (synth_sources' groupings)
         Part("dvqa", "dvqa", 10_000, True, COUNTS["dvqa_per_image"], (9, 0.25), (1, 0.3)),
         Part("chartqa", "chartqa", 4_000, True, 1.15, (12, 0.3), (1, 0.4), VQA_SUFFIX),

@@ -40,8 +40,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from imp_data.core.stages import BUILT_BY_STAGES as MIX_STAGES  # noqa: E402 (after the path insert)
+
 MIX = "imp_1m"  # the mix built by default (the paper's); --mix adds others of the recipe
-MIX_STAGES = ("select", "render", "dedup", "plan", "shards", "finalize")
 CHUNK = 1024  # imp_data.mix.render.CHUNK: images per render job, each job opening the source's image store
 MIRROR_VERSION = 1  # bump when bench/synth_sources.py's rehearsal mirror changes
 READ_TIMEOUT = 1.0
@@ -66,7 +67,8 @@ def rehearsal_recipe(work: Path, ledger: dict, fraction: float, resolution: int)
     raw = yaml.safe_load((ROOT / "manifests" / "imp_1m.yaml").read_text())
     empty = mirror / "empty"
     empty.mkdir(parents=True, exist_ok=True)
-    unknown = [s for s in raw["sources"] if s not in ledger["image_roots"] and not raw["sources"][s].get("download_images")]
+    unknown = [s for s in raw["sources"]
+               if s not in ledger["image_roots"] and not raw["sources"][s].get("download_images")]
     if unknown:
         raise SystemExit(f"bench/synth_sources.py writes no images for source(s) {unknown}: extend it first")
     for name, spec in raw["sources"].items():
@@ -81,7 +83,8 @@ def rehearsal_recipe(work: Path, ledger: dict, fraction: float, resolution: int)
                 continue
             if root.get("member_prefix", "") != found["member_prefix"]:
                 raise SystemExit(f"{name} image root {root.get('prefix')!r}: the recipe reads member prefix "
-                                 f"{root.get('member_prefix', '')!r}, the published layout has {found['member_prefix']!r}")
+                                 f"{root.get('member_prefix', '')!r}, the published layout has "
+                                 f"{found['member_prefix']!r}")
             root["location"] = found["location"]
     raw.setdefault("render", {})["resolution"] = resolution
     seen: set[int] = set()  # mixes share sources and benchmarks through YAML anchors: rewrite each once
@@ -348,8 +351,9 @@ def audit(work: Path, ledger: dict, fates: list[str], workers: int, mix: str) ->
         matched = set(contamination.join(mine, on="id")["image"].to_list()) if contamination.height else set()
         expect_match = {im for im in planted if im in images and im not in corrupt}
         if matched != expect_match:
-            problems.append(f"{source}: benchmark matches {len(matched)} != planted copies activated {len(expect_match)}"
-                            f" (unexpected: {sorted(matched - expect_match)[:3]}, missed: {sorted(expect_match - matched)[:3]})")
+            problems.append(f"{source}: benchmark matches {len(matched)} != planted copies activated "
+                            f"{len(expect_match)} (unexpected: {sorted(matched - expect_match)[:3]}, "
+                            f"missed: {sorted(expect_match - matched)[:3]})")
         removed = dict(removals.join(mine, on="id").group_by("reason").len().rows())
         rule_drops = {k: v for k, v in s["dropped"].items() if k != "not_sampled" and k not in removed}
         usable = s["available"] - sum(rule_drops.values())  # eligible after the recipe's rules...
@@ -369,7 +373,8 @@ def audit(work: Path, ledger: dict, fates: list[str], workers: int, mix: str) ->
                      "normalize_rejects": {k: v for k, v in s["rejected"].items() if k not in got},
                      "render_rejects": got, "removed": removed,
                      "replaced": fill.filter(pl.col("source") == source).height if fill is not None else 0,
-                     "corrupt_activated": len(corrupt), "dead_activated": len(dead), "planted_activated": len(expect_match),
+                     "corrupt_activated": len(corrupt), "dead_activated": len(dead),
+                     "planted_activated": len(expect_match),
                      "downloads": (s.get("downloads") or {}).get("by_status"), "why": ends[source]["why"]})
     kinds = {
         "duplicate_record": sum(r["normalize_rejects"].get("duplicate_record", 0) for r in rows),
@@ -392,8 +397,8 @@ def _eligible_images(ctx, source: str, mix: str) -> set:
     """Images of the source's records that the selection could draw (taken, reserve)."""
     import polars as pl
 
-    frames = [pl.read_parquet(p, columns=["source", "image"]) for p in (ctx.layout.selected(mix), ctx.layout.reserve(mix))
-              if p.is_file()]
+    frames = [pl.read_parquet(p, columns=["source", "image"])
+              for p in (ctx.layout.selected(mix), ctx.layout.reserve(mix)) if p.is_file()]
     return set(pl.concat(frames).filter(pl.col("source") == source)["image"].drop_nulls().to_list())
 
 
@@ -434,7 +439,8 @@ def calibrate(resolution: int, quality: int, seed: int, scratch: Path) -> dict:
         rng = np.random.default_rng(seed)
         for _ in range(6):
             base = rng.integers(0, 256, (6, 8, 3)).astype(np.uint8)
-            arr = np.asarray(Image.fromarray(base).resize((800, 600), Image.BICUBIC), float) + rng.normal(0, 14, (600, 800, 3))
+            arr = (np.asarray(Image.fromarray(base).resize((800, 600), Image.BICUBIC), float)
+                   + rng.normal(0, 14, (600, 800, 3)))
             photos.append(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)))
     real = []
     for img in photos:
@@ -509,11 +515,13 @@ def project(stages: dict, audit_result: dict, calib: dict, fraction: float, work
     busy = (r["seconds"] - r["removal_seconds"]) * workers
     overhead = max(0.0, busy - images * calib["synth_s"] - opens_here) / max(1, images)
     io_s = full_images * P["real_kb"] / 1024 / P["disk_mb_s"]
-    projected = max((full_images * (calib["real_s"] + overhead) + opens_full) / cores, io_s) + r["removal_seconds"] * scale
+    projected = (max((full_images * (calib["real_s"] + overhead) + opens_full) / cores, io_s)
+                 + r["removal_seconds"] * scale)
     here_full = (full_images * (calib["synth_s"] + overhead) + opens_here * scale ** 2) / workers \
         + r["removal_seconds"] * scale  # this machine: chunks and archive sizes both grow with the fraction
     add("render + fill (+ decontamination passes)", r["seconds"], projected, "yes",
-        f"{full_images:,.0f} images x ({calib['real_s'] * 1e3:.1f} ms to render a ~{calib['real_kb']} KB photo at 384 px + "
+        f"{full_images:,.0f} images x ({calib['real_s'] * 1e3:.1f} ms to render a "
+        f"~{calib['real_kb']} KB photo at 384 px + "
         f"{overhead * 1e3:.1f} ms per-image I/O measured here: cache writes with 2 fsyncs, hash-cache commit) + "
         f"{opens_full / 60:,.0f} CPU-min reopening archives ({CHUNK}-image jobs x published member counts), over "
         f"{P['cores']} cores x {P['efficiency']}; {r['removal_passes']} removal passes x {scale:.0f}", here_full)
@@ -593,7 +601,8 @@ def rehearse(work: Path, fraction: float = 1.0, workers: int = 2, resolution: in
     result = {"fraction": fraction, "workers": workers, "resolution": resolution, "mirror_s": round(mirror_s, 1),
               "calibration": calib, "recipe": str(work / "imp_1m_rehearsal.yaml"),
               "laion_fates": {f: fates.count(f) for f in sorted(set(fates))},
-              "injected": {"duplicates": ledger["duplicates"], "corrupt": {s: len(v) for s, v in ledger["corrupt"].items()},
+              "injected": {"duplicates": ledger["duplicates"],
+                           "corrupt": {s: len(v) for s, v in ledger["corrupt"].items()},
                            "planted": len(ledger["planted"])},
               "source_stages": source_stages, "mixes": {}}
     for mix in mixes:
@@ -638,11 +647,13 @@ def show(r: dict, say=print) -> None:
         render = m["stages"]["render"]
         say("render by source: " + "; ".join(f"{k} {v['images']:,} img {v['seconds']:.0f}s ({v['chunks']} chunks)"
                                              for k, v in render["sources"].items())
-            + f"; {render['rounds']} fill rounds, {render['removal_passes']} removal passes {render['removal_seconds']:.0f}s")
+            + f"; {render['rounds']} fill rounds, {render['removal_passes']} removal passes "
+              f"{render['removal_seconds']:.0f}s")
         say("image store opened once (s): " + ", ".join(f"{k} {v}" for k, v in render["store_open_s"].items()))
         cal = r["calibration"]
         say(f"\nprojection: the real build of {mix}, full counts, {PROJECTION['cores']} cores (calibrated here: a "
-            f"~{cal['real_kb']} KB photo -> 384 px {cal['real_s'] * 1e3:.1f} ms vs synthetic {cal['synth_s'] * 1e3:.2f} ms; "
+            f"~{cal['real_kb']} KB photo -> 384 px {cal['real_s'] * 1e3:.1f} ms vs "
+            f"synthetic {cal['synth_s'] * 1e3:.2f} ms; "
             f"hash-cache commit {cal['commit_s'] * 1e3:.1f} ms, fsynced write {cal['atomic_write_s'] * 1e3:.1f} ms; "
             f"render output ~{cal['render_kb']} KB)")
         P = PROJECTION

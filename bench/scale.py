@@ -56,13 +56,15 @@ def stage(name: str, work: Path, arg: str) -> dict:
     elif name == "select_plan":
         select_mix(ctx, mix)
         t_sel = time.perf_counter() - t0
-        selected = pl.read_parquet(ctx.layout.selected(mix), columns=["id", "image"]).filter(pl.col("image").is_not_null())
+        selected = pl.read_parquet(ctx.layout.selected(mix), columns=["id", "image"]).filter(
+            pl.col("image").is_not_null())
         n = selected.height  # synthetic renders: every image "rendered" (hashes derived from the id)
         renders = selected.select(
             "id", pl.col("id").hash(1).cast(pl.String).str.zfill(64).str.slice(0, 64).alias("sha256"),
             pl.col("id").hash(2).map_elements(lambda h: f"{h:016x}", return_dtype=pl.String).alias("phash"),
             *[pl.lit(384, pl.Int32).alias(c) for c in ("orig_width", "orig_height", "width", "height")],
-            pl.lit("shared.jpg").alias("cache"), pl.lit(None, pl.String).alias("reason"), pl.lit(None, pl.String).alias("detail"))
+            pl.lit("shared.jpg").alias("cache"),
+            pl.lit(None, pl.String).alias("reason"), pl.lit(None, pl.String).alias("detail"))
         ctx.layout.renders(mix).parent.mkdir(parents=True, exist_ok=True)
         renders.write_parquet(ctx.layout.renders(mix))
         from imp_data.mix.removals import empty_removals
@@ -125,10 +127,12 @@ def main() -> None:
     for source in SOURCES:
         r = child("normalize", work, source)
         worst = max(worst, r["peak_rss_mib"])
-        print(f"{'normalize ' + source:<26}{r['records']:>10}{r['seconds']:>9}{r['records'] / max(r['seconds'], 1e-9):>10.0f}{r['peak_rss_mib']:>14}")
+        print(f"{'normalize ' + source:<26}{r['records']:>10}{r['seconds']:>9}"
+              f"{r['records'] / max(r['seconds'], 1e-9):>10.0f}{r['peak_rss_mib']:>14}")
     r = child("select_plan", work)
     worst = max(worst, r["peak_rss_mib"])
-    print(f"{'select + plan':<26}{r['records']:>10}{r['seconds']:>9}{r['records'] / r['seconds']:>10.0f}{r['peak_rss_mib']:>14}"
+    print(f"{'select + plan':<26}{r['records']:>10}{r['seconds']:>9}{r['records'] / r['seconds']:>10.0f}"
+          f"{r['peak_rss_mib']:>14}"
           f"   (select {r['select_s']}s, plan {r['plan_s']}s)")
     # shard writing: every sample points at one shared tiny JPEG in the render cache
     from PIL import Image
@@ -142,7 +146,8 @@ def main() -> None:
         if workers not in results or r["seconds"] < results[workers]["seconds"]:
             results[workers] = r
         worst = max(worst, r["peak_rss_mib"])
-        print(f"{f'shards x{workers} process':<26}{args.slice:>10}{r['seconds']:>9}{args.slice / r['seconds']:>10.0f}{r['peak_rss_mib']:>14}")
+        print(f"{f'shards x{workers} process':<26}{args.slice:>10}{r['seconds']:>9}"
+              f"{args.slice / r['seconds']:>10.0f}{r['peak_rss_mib']:>14}")
     print(f"shard writing speed-up with 2 processes: {results[1]['seconds'] / results[2]['seconds']:.2f}x; "
           f"worst peak RSS {worst:.0f} MiB")
 

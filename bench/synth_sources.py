@@ -109,7 +109,8 @@ def _write_annotations(out: Path, c: dict, rng: random.Random, dup) -> dict:
     DocVQA/InfographicVQA put 4 questions on an image unless `c` says how many images (`<name>_images`)."""
     written = {}
     written["llava_665k"] = _dump_list(out / "llava_665k" / "llava_v1_5_mix665k.json",
-                                       dup("llava_665k", llava_records(c["llava_665k"], c["textcaps"], c["sharegpt_text"], rng)))
+                                       dup("llava_665k",
+                                           llava_records(c["llava_665k"], c["textcaps"], c["sharegpt_text"], rng)))
 
     def dvqa():
         q = 0
@@ -124,16 +125,19 @@ def _write_annotations(out: Path, c: dict, rng: random.Random, dup) -> dict:
         n = c[f"chartqa_{kind}"]
         per = 2 if kind == "human" else 1
         written[f"chartqa_{kind}"] = _dump_list(out / "chartqa" / "ChartQA Dataset" / "train" / f"train_{kind}.json", (
-            {"imgname": f"{kind}_{i // per}.png", "query": "What is the highest value?", "label": "42"} for i in range(n)))
+            {"imgname": f"{kind}_{i // per}.png", "query": "What is the highest value?", "label": "42"}
+            for i in range(n)))
 
     def rrc(n, image_key, fmt, images=None):
         for i in range(n):
-            yield {"questionId": i, "question": "what is the date?", image_key: fmt.format(i * images // n if images else i // 4),
+            yield {"questionId": i, "question": "what is the date?",
+                   image_key: fmt.format(i * images // n if images else i // 4),
                    "answers": ["1/8/93", "1/8/93"], "data_split": "train"}
 
     for name, path, key, fmt, n in (
         ("docvqa", "docvqa/train/train_v1.0_withQT.json", "image", "documents/doc{}_1.png", c["docvqa"]),
-        ("infographicvqa", "infographicvqa/infographicVQA_train_v1.0.json", "image_local_name", "{}.jpeg", c["infographicvqa"]),
+        ("infographicvqa", "infographicvqa/infographicVQA_train_v1.0.json", "image_local_name", "{}.jpeg",
+         c["infographicvqa"]),
     ):
         target = out / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -148,25 +152,31 @@ def _write_annotations(out: Path, c: dict, rng: random.Random, dup) -> dict:
     qdir.mkdir(parents=True, exist_ok=True)
     for i in range(c["ai2d"]):
         (qdir / f"{i}.png.json").write_text(json.dumps({"imageName": f"{i}.png", "questions": {
-            "What is A?": {"abcLabel": True, "answerTexts": ["a", "b", "c", "d"], "correctAnswer": 1, "questionId": f"{i}.png-0"},
-            "What is B?": {"abcLabel": True, "answerTexts": ["a", "b", "c", "d"], "correctAnswer": 2, "questionId": f"{i}.png-1"}}}))
+            "What is A?": {"abcLabel": True, "answerTexts": ["a", "b", "c", "d"], "correctAnswer": 1,
+                           "questionId": f"{i}.png-0"},
+            "What is B?": {"abcLabel": True, "answerTexts": ["a", "b", "c", "d"], "correctAnswer": 2,
+                           "questionId": f"{i}.png-1"}}}))
     # imp_1m excludes AI2D's test questions through this list (Qwen-VL's ~3K test ids): the last 20%
     (out / "ai2d" / "ai2d_test_ids.txt").write_text("".join(f"{i}.png\n" for i in range(c["ai2d"] * 4 // 5, c["ai2d"])))
     written["ai2d"] = c["ai2d"]
 
-    written["sharegpt4v"] = _dump_list(out / "sharegpt4v" / "sharegpt4v_instruct_gpt4-vision_cap100k.json", dup("sharegpt4v", (
-        {"id": f"sa_{i}", "image": f"sam/images/sa_{i}.jpg", "conversations": conv("Describe this image.", "A detailed caption. " * 8)}
-        for i in range(c["sharegpt4v"]))))
+    written["sharegpt4v"] = _dump_list(
+        out / "sharegpt4v" / "sharegpt4v_instruct_gpt4-vision_cap100k.json", dup("sharegpt4v", (
+            {"id": f"sa_{i}", "image": f"sam/images/sa_{i}.jpg",
+             "conversations": conv("Describe this image.", "A detailed caption. " * 8)}
+            for i in range(c["sharegpt4v"]))))
 
     return written
 
 
 def _write_allava(out: Path, c: dict, dup, written: dict) -> dict:
     for kind, n in (("laion", c["allava_laion"]), ("vflan", c["allava_vflan"])):
-        written[f"allava_{kind}"] = _dump_list(out / "allava" / f"allava_{kind}" / f"ALLaVA-Instruct-{kind.upper()}-4V.json", dup("allava", (
-            {"id": f"allava_{kind}_inst_{i}", "image": f"allava_{kind}/images/{i}.jpeg",
-             "conversations": conv("How does this affect the value?", "The inclusion of gemstones enhances it. " * 6)}
-            for i in range(n))))
+        written[f"allava_{kind}"] = _dump_list(
+            out / "allava" / f"allava_{kind}" / f"ALLaVA-Instruct-{kind.upper()}-4V.json", dup("allava", (
+                {"id": f"allava_{kind}_inst_{i}", "image": f"allava_{kind}/images/{i}.jpeg",
+                 "conversations": conv("How does this affect the value?",
+                                       "The inclusion of gemstones enhances it. " * 6)}
+                for i in range(n))))
     return written
 
 
@@ -238,26 +248,30 @@ PATHS = {  # the record generators' image paths, image by image
 def image_sets(c: dict) -> list[ImageSet]:
     """The image containers of every source at counts `c` (`scaled_counts`), as imp_1m's image roots read them."""
     plain = c["llava_665k"] - c["textcaps"] - c["sharegpt_text"]
-    quarter = lambda r: len(range(r, plain, 4))  # llava_records cycles coco, gqa, ocr_vqa, vg
+
+    def quarter(r: int) -> int:  # llava_records cycles coco, gqa, ocr_vqa, vg
+        return len(range(r, plain, 4))
+
     chart = "chartqa/ChartQA Dataset/train/png"
     return [
         ImageSet("llava_665k", "coco", "coco/train2017/", "llava/coco/train2017.zip", "train2017/", quarter(0)),
         ImageSet("llava_665k", "gqa", "gqa/images/", "llava/gqa/images.zip", "images/", quarter(1)),
         ImageSet("llava_665k", "ocr_vqa", "ocr_vqa/images/", "llava/ocr_vqa/images", "", quarter(2)),
-        ImageSet("llava_665k", "textvqa", "textvqa/train_images/", "llava/textvqa/train_val_images.zip", "train_images/",
-                 c["textcaps"]),
+        ImageSet("llava_665k", "textvqa", "textvqa/train_images/", "llava/textvqa/train_val_images.zip",
+                 "train_images/", c["textcaps"]),
         ImageSet("llava_665k", "vg", "vg/VG_100K/", "llava/vg/images.zip", "VG_100K/", quarter(3)),
         ImageSet("llava_665k", "vg2", "vg/VG_100K_2/", "llava/vg/images2.zip", "VG_100K_2/", 0),
         ImageSet("dvqa", "dvqa", "", "dvqa/images", "", c["dvqa_images"]),
         ImageSet("chartqa", "chartqa_human", "", chart, "", -(-c["chartqa_human"] // 2)),
         ImageSet("chartqa", "chartqa_augmented", "", chart, "", c["chartqa_augmented"]),
-        ImageSet("docvqa", "docvqa", "documents/", "docvqa/train/documents", "", c.get("docvqa_images", -(-c["docvqa"] // 4))),
+        ImageSet("docvqa", "docvqa", "documents/", "docvqa/train/documents", "",
+                 c.get("docvqa_images", -(-c["docvqa"] // 4))),
         ImageSet("ai2d", "ai2d", "", "ai2d", "", c["ai2d"]),
         ImageSet("infographicvqa", "infographicvqa", "", "infographicvqa/infographicVQA_train_v1.0_images", "",
                  c.get("infographicvqa_images", -(-c["infographicvqa"] // 4))),
         ImageSet("sharegpt4v", "sam", "sam/images/", "sharegpt4v/sam/images", "", c["sharegpt4v"]),
-        ImageSet("allava", "allava_laion", "allava_laion/images/", "allava/allava_laion/image_chunks/images_*.zip", "**/",
-                 c["allava_laion"]),
+        ImageSet("allava", "allava_laion", "allava_laion/images/", "allava/allava_laion/image_chunks/images_*.zip",
+                 "**/", c["allava_laion"]),
         ImageSet("allava", "allava_vflan", "allava_vflan/images/", "allava/vflan/image_191-task_1k.zip", "",
                  c["allava_vflan"]),
     ]
@@ -316,7 +330,8 @@ def _write_unit(unit: tuple) -> int:
     else:
         with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zf:
             for k in range(start, stop):
-                zf.writestr(zipfile.ZipInfo(s.member(k), date_time=(1980, 1, 1, 0, 0, 0)), image_bytes(s, k, seed, corrupt))
+                zf.writestr(zipfile.ZipInfo(s.member(k), date_time=(1980, 1, 1, 0, 0, 0)),
+                            image_bytes(s, k, seed, corrupt))
     return stop - start
 
 
@@ -377,7 +392,8 @@ def write_laion(out: Path, n: int, base_url: str, dup: Duplicates | None = None)
     """LAION-GPT-V's parquet with links to `base_url/laion/<i>.jpg` (the rehearsal's loopback server)."""
     dup = dup or _same
     rows = list(dup("laion_gpt4v", ({"link": f"{base_url}/{PATHS['laion'](i)}", "caption": "A detailed caption.",
-                                     "message_id": str(i), "timestamp": "2023-11-01", "image": None} for i in range(n))))
+                                     "message_id": str(i), "timestamp": "2023-11-01", "image": None}
+                                    for i in range(n))))
     (out / "laion_gpt4v" / "data").mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), out / "laion_gpt4v" / "data" / "train-00000-of-00001.parquet")
     return len(rows)
@@ -407,7 +423,8 @@ def write_benchmarks(out: Path, c: dict, fraction: float, seed: int = 0) -> list
         s = sets[name]
         bad = corrupt_images(s, seed)
         pool = [k for k in range(s.count) if k not in bad]
-        for j, k in enumerate(random.Random(f"{seed}:{name}:overlap").sample(pool, min(len(pool), max(2, round(n * fraction))))):
+        for j, k in enumerate(random.Random(f"{seed}:{name}:overlap").sample(
+                pool, min(len(pool), max(2, round(n * fraction))))):
             data = image_bytes(s, k, seed)
             copy = data if j % 2 == 0 else _reencoded(data)
             image = (f"COCO_val2014_{700_000 + len(asked[bench]):012d}.jpg" if bench == "pope"
@@ -419,7 +436,8 @@ def write_benchmarks(out: Path, c: dict, fraction: float, seed: int = 0) -> list
             planted.append({"source": s.source, "image": s.path(k), "benchmark": bench, "bench_path": rel,
                             "copy": "exact" if j % 2 == 0 else "reencoded", "distance": distance})
     _append_jsonl(out / "eval/pope/llava_pope_test.jsonl", [
-        {"question_id": 9_000_000 + j, "image": im, "text": f"Is there a dog in the image?\n{SHORT}", "category": "random"}
+        {"question_id": 9_000_000 + j, "image": im, "text": f"Is there a dog in the image?\n{SHORT}",
+         "category": "random"}
         for j, im in enumerate(asked["pope"])])
     _append_jsonl(out / "eval/pope/coco/coco_pope_random.json", [
         {"question_id": 9_000_000 + j, "image": im, "text": "Is there a dog in the image?", "label": "no"}

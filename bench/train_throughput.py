@@ -49,17 +49,14 @@ from torch import nn  # noqa: E402
 
 from imp_data.core.errors import ImpDataError  # noqa: E402
 from imp_data.train.config import RunConfig, apply_overrides, run_from_dict  # noqa: E402
+from imp_data.train.flops import flop_counts, llm_tokens, peak_flops, step_flops  # noqa: E402
 from imp_data.train.loop import (  # noqa: E402
     build_model,
     build_optimizer,
     build_tokenizer,
-    flop_counts,
     forward_loss,
-    llm_tokens,
     make_run_loader,
     mix_render,
-    peak_flops,
-    step_flops,
 )
 
 RUNS = ROOT / "manifests" / "runs"
@@ -216,7 +213,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", choices=sorted(SHAPES), default="imp3b" if cuda else "tiny")
-    ap.add_argument("--mix", type=Path, help="a built mix dir (index.parquet, plan.parquet, shards/); "
+    ap.add_argument("--mix", type=Path, help="a built mix dir (index.parquet, shards/); "
                                              "default: the demo's stage-2 mix built into a temp dir")
     ap.add_argument("--weights", type=Path, help="imp3b: DIR with siglip-so400m-patch14-384/ and phi-2/ (local)")
     ap.add_argument("--steps", type=int, default=20 if cuda else 5, help="timed optimizer steps")

@@ -186,7 +186,8 @@ def column_fingerprints(cols: Columns) -> list[int]:
     joined = pc.binary_join(pa.ListArray.from_arrays(conv.offsets, spelled), "\x1e")
     image = pc.fill_null(cols.image, "")
     image = pc.if_else(pc.equal(image, ""), "\x00", image)
-    return fingerprint_hashes(pc.if_else(pa.array(cols.n_turns == 0), image, pc.binary_join_element_wise(image, joined, "\x1e")))
+    return fingerprint_hashes(pc.if_else(pa.array(cols.n_turns == 0), image,
+                                         pc.binary_join_element_wise(image, joined, "\x1e")))
 
 
 def _holds(array: pa.Array, needle: bytes) -> bool:

@@ -22,13 +22,11 @@ from imp_data.core.fingerprint import stage_fingerprint
 from imp_data.core.layout import mix_unit, normalized_unit
 from imp_data.core.limits import applied
 from imp_data.core.locations import local_location
+from imp_data.core.stages import reached, until_stage
 from imp_data.core.tables import DROP_COLUMNS
 from imp_data.identities import benchmark_identities
 from imp_data.stage_inputs import recipe_inputs
 from imp_data.storage.sync import synced
-
-STAGES = ("fetch", "normalized", "selected", "rendered", "planned", "shards", "report")
-
 
 # ---------------------------------------------------------------------------------------------------------
 # source stages
@@ -83,7 +81,7 @@ def normalize_source(ctx: BuildContext, source: str, root: Path):
     return counts
 
 
-@synced("downloads")
+@synced("download")
 def download_source_images(ctx: BuildContext, source: str) -> dict | None:
     """For URL-only sources (`download_images: true`): fetch every image URL of the normalized samples
     into raw/<source>/; returns the download summary (success rate by reason), None when not configured."""
@@ -135,7 +133,8 @@ def select_mix(ctx: BuildContext, mix: str) -> dict:
         summary[source] = {"target": share.take, "available": sel.available, "dropped": sel.dropped_counts,
                            "selected": sel.taken.height}
     selected = pl.concat(taken, how="vertical") if taken else pl.DataFrame()
-    dropped = pl.concat(drops, how="vertical").select(list(DROP_COLUMNS)) if drops else pl.DataFrame(schema=DROP_COLUMNS)
+    dropped = (pl.concat(drops, how="vertical").select(list(DROP_COLUMNS)) if drops
+               else pl.DataFrame(schema=DROP_COLUMNS))
     reserved = pl.concat(reserve, how="vertical") if reserve else selected.clear()
     for path, frame in ((ctx.layout.selected(mix), selected), (ctx.layout.drops(mix), dropped),
                         (ctx.layout.reserve(mix), reserved)):
@@ -261,7 +260,8 @@ def plan_stage(ctx: BuildContext, mix: str) -> pl.DataFrame:
     kept = samples.select("id").filter(~pl.col("id").is_in(dropped.implode()))
     shard_size = ctx.recipe.mix_shard_size(mix)
     order = plan_mix(kept, mix=mix, seed=ctx.recipe.seed, shard_size=shard_size)
-    texts = pl.scan_parquet([ctx.layout.normalized(s) for s in ctx.sources_of(mix)]).select("id", "conversations", "meta")
+    texts = (pl.scan_parquet([ctx.layout.normalized(s) for s in ctx.sources_of(mix)])
+             .select("id", "conversations", "meta"))
     plan = (order.lazy()
             .join(samples.lazy(), on="id", how="left")
             .join(renders.filter(pl.col("reason").is_null()).drop("reason", "detail"), on="id", how="left")
@@ -328,53 +328,62 @@ def report_mix(ctx: BuildContext, mix: str) -> Path:
 
 
 def build_mix(ctx: BuildContext, mix: str, until: str | None = None) -> dict | None:
-    """select -> render -> dedup -> plan -> shards -> report for one mix (stopping after `until`)."""
+    """select -> render -> dedup -> plan -> shards -> finalize -> report for one mix (stopping after `until`)."""
     from imp_data.core.progress import progress_bar
     from imp_data.shards.assemble import write_mix_shards
 
     select_mix(ctx, mix)
-    if until == "selected":
+    if reached(until, "select"):
         return None
     render_mix(ctx, mix)
+    if reached(until, "render"):
+        return None
     dedup_mix(ctx, mix)
-    if until == "rendered":
+    if reached(until, "dedup"):
         return None
     plan = plan_stage(ctx, mix)
-    if until == "planned":
+    if reached(until, "plan"):
         return None
     from imp_data.mix.plan import shard_count
 
     with progress_bar(total=shard_count(plan), desc=f"shards {mix}", unit="shard", enabled=ctx.progress) as bar:
         write_mix_shards(ctx, mix, progress=bar.update)
-    if until == "shards":
+    if reached(until, "shards"):
         return None
     stats = finalize_mix(ctx, mix)
+    if reached(until, "finalize"):
+        return stats
     report_mix(ctx, mix)
     return stats
 
 
 def build(ctx: BuildContext, *, sources: list[str] | None = None, until: str | None = None,
           mixes: list[str] | None = None) -> dict:
-    """Run the build; returns {"counts": {source: SourceCounts}, "mixes": {mix: stats}, "rows": [...]}."""
-    if until is not None and until not in STAGES:
-        raise ImpDataError(f"--until {until!r}: valid stages are {', '.join(STAGES)}")
+    """Run the build, stopping after stage `until` (imp_data.core.stages) if given; returns
+    {"counts": {source: SourceCounts}, "mixes": {mix: stats}, "rows": [...]}."""
+    try:
+        until = until_stage(until)
+    except ValueError as err:
+        raise ImpDataError(str(err)) from None
     wanted = sources or list(dict.fromkeys(s for m in ctx.recipe.mixes.values() for s in m.sources))
     for name in wanted:
         ctx.source(name)
     counts = {}
     for name in wanted:
         root = fetch_source(ctx, name)
-        if until == "fetch":
+        if reached(until, "fetch"):
             continue
         counts[name] = normalize_source(ctx, name, root)
+        if reached(until, "normalize"):
+            continue
         download_source_images(ctx, name)
     result = {"counts": counts, "mixes": {}, "rows": []}
-    if until == "fetch":
+    if reached(until, "fetch"):
         return result
     from imp_data.mix.select import reconciliation_rows
 
     result["rows"] = reconciliation_rows(ctx, counts)
-    if until == "normalized" or sources:
+    if reached(until, "download") or sources:
         return result  # --sources fetches and normalizes just those; mixes need all their sources
     for mix in mixes or list(ctx.recipe.mixes):
         stats = build_mix(ctx, mix, until)

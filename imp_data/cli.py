@@ -6,13 +6,14 @@ hint; `--debug` adds the traceback."""
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 import traceback
 from pathlib import Path
 
+from imp_data.cli_errors import error_line
 from imp_data.core.errors import ImpDataError
+from imp_data.core.stages import STAGE_NAMES
 
 
 def _print_reconciliation(rows: list[dict]) -> None:
@@ -199,15 +200,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = [*(args.set or []), *(["train.trust_shards=true"] if args.trust_shards else [])]
     data_root = args.data_root
-    if data_root is not None and "://" in data_root:  # a bucket: this node pulls the mix into its cache first
-        from imp_data.core.layout import Layout
-        from imp_data.storage.dataroot import open_data_root
-        from imp_data.storage.sync import pull_built_mix
+    if data_root is not None:  # a path or file:// URL as it is; a bucket: pulled into its cache first
+        from imp_data.storage.sync import local_data_root_for_training
         from imp_data.train.config import load_run
 
-        local, remote = open_data_root(data_root, args.cache)
-        pull_built_mix(remote, Layout(local), load_run(Path(args.run), overrides).mix)
-        data_root = str(local)
+        data_root = local_data_root_for_training(data_root, args.cache, load_run(Path(args.run), overrides).mix)
     out = train(Path(args.run), resume=args.resume, overrides=overrides, data_root=data_root)
     print(f"run written to {out}")
     return 0
@@ -278,7 +275,8 @@ def parser() -> argparse.ArgumentParser:
                    help="local working copy of a URL data root (default $IMP_DATA_CACHE/<root>, ~/.cache/imp-data)")
     s.add_argument("--sources", help="comma-separated sources: fetch and normalize just these")
     s.add_argument("--mix", action="append", help="build only this mix (repeatable)")
-    s.add_argument("--until", help="stop after a stage: fetch, normalized, selected, rendered, planned, shards")
+    s.add_argument("--until", metavar="STAGE", help="stop after this stage: " + ", ".join(STAGE_NAMES)
+                   + " (docs/design.md §8)")
     s.add_argument("--workers", type=int, default=1, help="processes for rendering and shard writing")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_build)
@@ -352,41 +350,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-# where each command writes, for a full disk or read-only output: (what, the option that moves it, its value)
-_OUTPUT = {"build": ("data root", "--data-root", "data_root"), "demo": ("data root", "--data-root", "data_root"),
-           "train": ("data root", "--data-root", "data_root"), "eval": ("data root", "--data-root", "data_root"),
-           "export-llava": ("output folder", "OUT_DIR", "out_dir"), "fixtures": ("output folder", "OUT_DIR", "out_dir"),
-           "schemas": ("output folder", "--out-dir", "out_dir"), "publish": ("destination", "URL", "url")}
-
-
-def _os_error_line(err: OSError, args: argparse.Namespace) -> str | None:
-    """A full disk, or an output that cannot be written, as the path and what to do; None for other errors."""
-    what, option, attr = _OUTPUT.get(args.command, ("output", "another output", ""))
-    root = getattr(args, attr, None) if attr else None
-    if what == "data root" and root is not None and "://" in root:  # a bucket: the writes go to its local cache
-        from imp_data.storage.dataroot import default_cache
-
-        what, option, root = "cache", "--cache", str(args.cache or default_cache(root))
-    path = err.filename or root or "(unknown path)"
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"{path}: no space left on the device — free space on {root or path} (the {what}) and rerun"
-    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        if root is not None and (err.filename is None or _under(err.filename, root)):
-            return f"{path}: {err.strerror} — the {what} {root} is read-only: choose a writable {option}"
-        return f"{path}: {err.strerror} — check its permissions"
-    return None
-
-
-def _under(path: str | os.PathLike, root: str | os.PathLike) -> bool:
-    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
-    return path == root or root in path.parents
-
-
-def _one_line(text: str, limit: int = 2000) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + " …"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -400,14 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the one place every failure becomes one line
         if args.debug:
             traceback.print_exc()
-        line = _os_error_line(err, args) if isinstance(err, OSError) else None
-        if isinstance(err, (ImpDataError, ValueError)):  # ValueError: unknown names (adapter, preset) list the valid ones
-            line = str(err)
-        if line is not None:
-            print(f"imp-data {args.command}: error: {line}", file=sys.stderr)
-        else:
-            hint = "" if args.debug else " (run with --debug for the traceback)"
-            print(f"imp-data: unexpected error: {type(err).__name__}: {_one_line(err)}{hint}", file=sys.stderr)
+        print(error_line(err, args), file=sys.stderr)
         return 1
 
 

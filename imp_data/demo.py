@@ -11,6 +11,7 @@ from pathlib import Path
 
 from imp_data.build import build
 from imp_data.core.context import BuildContext
+from imp_data.core.layout import Layout
 from imp_data.core.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def run_demo(data_root: Path, *, workers: int = 1, skip_train: bool = False, pro
     from imp_data.fixtures.eval_benchmarks import write_benchmark_fixtures
 
     print(f"[demo] eval of the tiny stage-2 model on fixture benchmarks -> {data_root / 'eval'}")
-    write_benchmark_fixtures(data_root / "eval")
+    write_benchmark_fixtures(Layout(data_root).benchmarks())
     out["metrics"] = evaluate_run(TINY_RUNS[1], data_root=str(data_root))
     print(f"[demo] done in {time.time() - t0:.0f}s")
     return out

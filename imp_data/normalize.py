@@ -222,7 +222,8 @@ class _Normalizer:
 
     def _table(self, decided: _Decided, cands: list[Candidate], cols: Columns, metas: pa.Array) -> pa.Table:
         rows, k = decided.rows, len(decided.rows)
-        pick = (lambda a: a) if k == len(cands) else (lambda a, i=pa.array(rows, pa.int64()): a.take(i))
+        idx = None if k == len(cands) else pa.array(rows, pa.int64())
+        pick = (lambda a: a) if idx is None else (lambda a: a.take(idx))
         suffix = [f"#{decided.repeats[j]}" if j in decided.repeats else "" for j in rows] if decided.repeats \
             else [""] * k
         source_id = pick(cols.source_id)
@@ -272,7 +273,8 @@ TEXT = pl.col("conversations").list.eval(pl.element().struct.field("value"))
 def add_text_stats(table: pa.Table) -> pa.Table:
     """text_chars / text_words columns, vectorised over a batch (cheaper than per record in Python)."""
     frame = pl.from_arrow(table).with_columns(
-        (TEXT.list.eval(pl.element().str.len_chars()).list.sum() + pl.col("n_turns") - 1).cast(pl.Int64).alias("text_chars"),
+        ((TEXT.list.eval(pl.element().str.len_chars()).list.sum() + pl.col("n_turns") - 1)
+         .cast(pl.Int64).alias("text_chars")),
         TEXT.list.eval(pl.element().str.count_matches(r"\S+")).list.sum().cast(pl.Int64).alias("text_words"),
     )
     return frame.select(SAMPLE_SCHEMA.names).to_arrow().cast(SAMPLE_SCHEMA)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from imp_data.core.fingerprint import CODE_VERSIONS, digest
 from imp_data.core.recipe import Recipe
+from imp_data.core.stages import MIX_STAGES, STAGE_NAMES
 
-STAGE_NAMES = tuple(CODE_VERSIONS)
+SOURCE_CHAIN = tuple(s for s in STAGE_NAMES if s not in MIX_STAGES)  # fetch, normalize, download
 
 
 def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
@@ -27,6 +28,8 @@ def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
         return {"source": subject, "adapter": spec.adapter, "adapter_version": get_adapter(spec.adapter).version,
                 "files": spec.files, "options": spec.options,
                 "limits": recipe.limits.model_dump(include={"max_record_bytes", "max_json_depth"})}
+    if stage == "download":
+        return {"download_images": recipe.sources[subject].download_images}
     mix = recipe.mixes[subject]
     render = recipe.mix_render(subject).model_dump(mode="json")
     # lists, not mappings: canonical JSON sorts keys, and the order of a mix's sources orders its tables
@@ -60,16 +63,13 @@ def code_version(recipe: Recipe, stage: str, subject: str) -> str:
     return f"{CODE_VERSIONS[stage]}-{digest(recipe_inputs(recipe, stage, subject))[:16]}"
 
 
-MIX_CHAIN = ("select", "render", "dedup", "plan", "shards", "finalize", "report")
-
-
 def asset_code_version(recipe: Recipe, stage: str, subject: str) -> str:
     """Dagster's code_version of the asset running `stage`: its own and every upstream stage's code version
     and recipe fields, so a recipe edit marks at once the asset that reads the field and every asset made
     from it (a stale `renders` with a fresh `plan` would let a run write shards from a stale plan)."""
-    if stage in ("fetch", "normalize"):
-        parts = [code_version(recipe, s, subject) for s in ("fetch", "normalize")[: 1 + (stage == "normalize")]]
+    if stage in SOURCE_CHAIN:
+        parts = [code_version(recipe, s, subject) for s in SOURCE_CHAIN[: SOURCE_CHAIN.index(stage) + 1]]
     else:
         parts = [code_version(recipe, s, src) for src in recipe.mixes[subject].sources for s in ("fetch", "normalize")]
-        parts += [code_version(recipe, s, subject) for s in MIX_CHAIN[: MIX_CHAIN.index(stage) + 1]]
+        parts += [code_version(recipe, s, subject) for s in MIX_STAGES[: MIX_STAGES.index(stage) + 1]]
     return f"{CODE_VERSIONS[stage]}-{digest(parts)[:16]}"

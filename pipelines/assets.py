@@ -18,7 +18,7 @@ import polars as pl
 
 from imp_data import build as stages
 from imp_data.audit.report import source_table
-from imp_data.core.layout import mix_unit, normalized_unit
+from imp_data.core.layout import MixDir, mix_unit, normalized_unit
 from imp_data.core.recipe import Recipe
 from imp_data.identities import published_identity
 from imp_data.mix.plan import shard_count
@@ -41,6 +41,15 @@ def raw_key(source: str) -> dg.AssetKey:
 
 def normalized_key(source: str) -> dg.AssetKey:
     return dg.AssetKey(["normalized", source])
+
+
+def downloads_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(["downloads", source])
+
+
+def image_keys(recipe: Recipe, sources) -> list[dg.AssetKey]:
+    """What a mix's images come from: each source's raw files, and its downloads when it has URLs only."""
+    return [downloads_key(s) if recipe.sources[s].download_images else raw_key(s) for s in sources]
 
 
 def mix_key(mix: str, what: str) -> dg.AssetKey:
@@ -166,14 +175,23 @@ def source_assets(recipe: Recipe, source: str) -> list:
         ctx = data_root.context(recipe, fetch)
         root = stages.fetch_source(ctx, source)  # where `raw` put the files (verified, not fetched again)
         counts = stages.normalize_source(ctx, source, root)
-        downloads = stages.download_source_images(ctx, source)  # URL-only sources: fetch the pixels
-        extra = {"downloads": dg.MetadataValue.json(downloads)} if downloads else {}
-        return dg.MaterializeResult(metadata={**counts_metadata(counts), **extra, **reuse_metadata(ctx),
+        return dg.MaterializeResult(metadata={**counts_metadata(counts), **reuse_metadata(ctx),
                                               **table_metadata(ctx.layout.normalized(source)),
                                               "path": dg.MetadataValue.path(str(ctx.layout.normalized(source)))},
                                     data_version=dg.DataVersion(ctx.output_version(normalized_unit(source))))
 
-    return [published, raw, normalized]
+    if not spec.download_images:
+        return [published, raw, normalized]
+
+    @dg.asset(key=downloads_key(source), deps=[normalized], group_name="sources", retry_policy=FETCH_RETRY,
+              pool=FETCH_POOL, kinds={"python"}, code_version=asset_code_version(recipe, "download", source),
+              description=f"`{source}`'s images fetched from their URLs into raw/{source}/ (download_images: true)")
+    def downloads(data_root: DataRoot, fetch: FetchSettings) -> dg.MaterializeResult:
+        ctx = data_root.context(recipe, fetch)
+        summary = stages.download_source_images(ctx, source)
+        return dg.MaterializeResult(metadata={"downloads": dg.MetadataValue.json(summary)})
+
+    return [published, raw, normalized, downloads]
 
 
 def shards_version(ctx, mix: str, shards: list[int]) -> str:
@@ -188,7 +206,7 @@ def shards_version(ctx, mix: str, shards: list[int]) -> str:
 
 def _charts_inline(markdown: str, mix_dir: Path) -> str:
     """Report markdown with its PNG charts inlined as data URIs, so the Dagster UI shows them."""
-    for png in sorted((mix_dir / "charts").glob("*.png")):
+    for png in MixDir(mix_dir).chart_files():
         uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
         markdown = markdown.replace(f"(charts/{png.name})", f"({uri})")
     return markdown
@@ -218,26 +236,33 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
                                               **table_metadata(ctx.layout.selected(mix))},
                                     data_version=version(ctx, "selection"))
 
-    @dg.asset(key=mix_key(mix, "renders"), deps=[selection, *(raw_key(s) for s in spec.sources)], group_name=group,
-              kinds={"parquet"},
-              code_version=asset_code_version(recipe, "dedup", mix),
-              description="Every selected image decoded once: resize-then-pad JPEG + sha256 + phash; "
-              "then dedup/decontamination removals")
+    @dg.asset(key=mix_key(mix, "renders"), deps=[selection, *image_keys(recipe, spec.sources)], group_name=group,
+              kinds={"parquet"}, code_version=asset_code_version(recipe, "render", mix),
+              description="Every selected image decoded once: resize-then-pad JPEG + sha256 + phash; samples "
+              "lost to bad images are replaced from the seeded reserve")
     def renders(data_root: DataRoot) -> dg.MaterializeResult:
         ctx = data_root.context(recipe)
         table = stages.render_mix(ctx, mix)
-        removals = stages.dedup_mix(ctx, mix)
         failed = table.filter(pl.col("reason").is_not_null())
         by_reason = dict(failed.group_by("reason").len().sort("reason").rows())
-        removed = dict(removals.group_by("reason").len().sort("reason").rows()) if removals.height else {}
         return dg.MaterializeResult(metadata={"rendered": table.height - failed.height, "render_rejects": failed.height,
                                               "render_rejects_by_reason": dg.MetadataValue.json(by_reason),
-                                              "removed": removals.height,
-                                              "removed_by_reason": dg.MetadataValue.json(removed),
                                               **reuse_metadata(ctx), **table_metadata(ctx.layout.renders(mix))},
-                                    data_version=version(ctx, "renders", "removals"))
+                                    data_version=version(ctx, "renders"))
 
-    @dg.asset(key=mix_key(mix, "plan"), deps=[selection, renders, *(normalized_key(s) for s in spec.sources)],
+    @dg.asset(key=mix_key(mix, "removals"), deps=[renders], group_name=group, kinds={"parquet"},
+              code_version=asset_code_version(recipe, "dedup", mix),
+              description="Duplicate and benchmark-contamination removals over the rendered images' hashes")
+    def removals(data_root: DataRoot) -> dg.MaterializeResult:
+        ctx = data_root.context(recipe)
+        table = stages.dedup_mix(ctx, mix)
+        removed = dict(table.group_by("reason").len().sort("reason").rows()) if table.height else {}
+        return dg.MaterializeResult(metadata={"removed": table.height,
+                                              "removed_by_reason": dg.MetadataValue.json(removed),
+                                              **reuse_metadata(ctx), **table_metadata(ctx.layout.removals(mix))},
+                                    data_version=version(ctx, "removals"))
+
+    @dg.asset(key=mix_key(mix, "plan"), deps=[selection, renders, removals, *(normalized_key(s) for s in spec.sources)],
               group_name=group, kinds={"parquet"}, code_version=asset_code_version(recipe, "plan", mix),
               description="Seeded global shuffle, keys and shard numbers, with every sample's text")
     def plan(data_root: DataRoot) -> dg.MaterializeResult:
@@ -268,8 +293,9 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
 
     # everything finalizing reads, so a run orders it after all of them
     @dg.asset(key=mix_key(mix, "index"), group_name=group, kinds={"parquet"},
-              deps=[shards, plan, selection, renders, *(normalized_key(s) for s in spec.sources),
-                    *(raw_key(s) for s in spec.sources)],
+              deps=[shards, plan, selection, renders, removals, *(normalized_key(s) for s in spec.sources),
+                    *(raw_key(s) for s in spec.sources), *(downloads_key(s) for s in spec.sources
+                                                          if recipe.sources[s].download_images)],
               code_version=asset_code_version(recipe, "finalize", mix),
               description="index.parquet, index.wids.json, rejects.parquet and stats.json (reconciled)")
     def index(data_root: DataRoot) -> dg.MaterializeResult:
@@ -299,4 +325,4 @@ def mix_assets(recipe: Recipe, mix: str) -> list[dg.AssetsDefinition]:
             "path": dg.MetadataValue.path(str(ctx.layout.report(mix))), **reuse_metadata(ctx),
         }, data_version=version(ctx, "report"))
 
-    return [selection, renders, plan, shards, index, report]
+    return [selection, renders, removals, plan, shards, index, report]

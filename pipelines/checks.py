@@ -48,7 +48,8 @@ def mix_checks(recipe: Recipe, mix: str) -> list[dg.AssetChecksDefinition]:
     def check_counts_match_targets(data_root: DataRoot) -> dg.AssetCheckResult:
         rows = target_report(data_root.context_pulled(recipe, mix), mix)
         table = "| source | target | selected | ok | why |\n|---|---:|---:|---|---|\n" + "\n".join(
-            f"| {r['source']} | {r['target']} | {r['selected']} | {'yes' if r['ok'] else 'NO'} | {r['why']} |" for r in rows)
+            f"| {r['source']} | {r['target']} | {r['selected']} | {'yes' if r['ok'] else 'NO'} | {r['why']} |"
+            for r in rows)
         bad = [f"{r['source']} selected {r['selected']} of {r['target']} ({r['why']})" for r in rows if not r["ok"]]
         return dg.AssetCheckResult(passed=not bad, metadata={"per_source": dg.MetadataValue.md(table),
                                                              "failing": dg.MetadataValue.json(bad)},

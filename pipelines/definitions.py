@@ -43,15 +43,14 @@ def mix_jobs(recipe: Recipe, mix: str) -> list[dg.UnresolvedAssetJobDefinition]:
     plan), shards (one run per partition, or a ranged run), finalize (index -> report)."""
     keys = shard_partitions(recipe, mix).get_partition_keys()
     whole = dg.AssetSelection.assets(mix_key(mix, "report")).upstream()
-    sources = dg.AssetSelection.assets(mix_key(mix, "selection")).upstream()
-    prepare = sources | dg.AssetSelection.assets(mix_key(mix, "renders"), mix_key(mix, "plan"))
+    prepare = dg.AssetSelection.assets(mix_key(mix, "plan")).upstream()
     return [
         dg.define_asset_job(f"{mix}_job", selection=whole, executor_def=dg.in_process_executor,
                             tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
                             description=f"materialize all of `{mix}` in one run: sources, selection, renders, "
-                            f"plan, every shard partition, index and report"),
+                            f"removals, plan, every shard partition, index and report"),
         dg.define_asset_job(f"{mix}_prepare_job", selection=prepare,
-                            description=f"fetch, normalize, select, render and plan `{mix}`"),
+                            description=f"fetch, normalize, download, select, render, dedup and plan `{mix}`"),
         dg.define_asset_job(f"{mix}_shards_job", selection=dg.AssetSelection.assets(mix_key(mix, "shards")),
                             description=f"write the shards of `{mix}` (one run per partition, or a backfill)"),
         dg.define_asset_job(f"{mix}_finalize_job",
@@ -80,7 +79,8 @@ def build_definitions(recipe_path: str | Path | None = None, *, data_root: str |
     assets += run_defs
     jobs += run_jobs
     if executor is None:  # multiprocess uses every core; in_process starts faster (small mixes, tests)
-        executor = dg.in_process_executor if os.environ.get("IMP_DATA_EXECUTOR") == "in_process" else dg.multiprocess_executor
+        in_process = os.environ.get("IMP_DATA_EXECUTOR") == "in_process"
+        executor = dg.in_process_executor if in_process else dg.multiprocess_executor
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs,
                           resources=resources_from_env(data_root), executor=executor)
 

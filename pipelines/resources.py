@@ -83,7 +83,8 @@ class FetchSettings(dg.ConfigurableResource):
         from imp_data.fetch.http import DownloadConfig
         from imp_data.fetch.transport import Timeouts
 
-        return DownloadConfig(concurrency=self.max_concurrency, timeouts=Timeouts(connect=self.timeout_s / 3, read=self.timeout_s))
+        return DownloadConfig(concurrency=self.max_concurrency,
+                              timeouts=Timeouts(connect=self.timeout_s / 3, read=self.timeout_s))
 
 
 def _env(name: str, kind=dg.EnvVar) -> dg.EnvVar | None:

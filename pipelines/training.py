@@ -63,14 +63,12 @@ def run_assets(name: str, path: Path, cfg: RunConfig, names: set[str]) -> list[d
               "weights + optimizer state + meta under DATA/runs/" + name,
               metadata={"recipe": str(path), "stage": cfg.stage, "mix": cfg.mix})
     def checkpoint(data_root: DataRoot) -> dg.MaterializeResult:
-        from imp_data.core.layout import Layout
-        from imp_data.storage.sync import pull_built_mix
+        from imp_data.storage.sync import local_data_root_for_training
         from imp_data.train.loop import train
         from imp_data.train.summary import summarize_run
 
-        local, remote = data_root.open()
-        if remote is not None:  # a data root in object storage: the mix into its cache first
-            pull_built_mix(remote, Layout(local), cfg.mix)
+        # a data root in object storage: the mix into its cache first
+        local = local_data_root_for_training(data_root.path, data_root.cache or None, cfg.mix)
         s = summarize_run(train(path, data_root=str(local)))
         return dg.MaterializeResult(metadata={
             "final_loss": s["final_loss"], "steps": s["steps"], "samples_per_s": s["samples_per_s"],

@@ -83,6 +83,17 @@ def guarded_env(env: dict[str, str]) -> dict[str, str]:
 # demo data
 
 
+def edited_demo_recipe(folder: Path, edit) -> Path:
+    """`folder/recipe.yaml`: a copy of the demo recipe changed in place by `edit(raw)`."""
+    import yaml
+
+    raw = yaml.safe_load(DEMO_RECIPE.read_text())
+    edit(raw)
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
 def build_demo(data_root: Path, workers: int = 1) -> dict:
     from imp_data.build import build
     from imp_data.core.context import BuildContext

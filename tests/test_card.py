@@ -65,7 +65,7 @@ def test_source_table_is_stats_json(demo_build, mix):
     rows = _table(body, "## Sources and licences")
     *per_source, total = rows
     assert [r[0] for r in per_source] == list(stats["sources"])
-    for row, (name, e) in zip(per_source, stats["sources"].items()):
+    for row, (_name, e) in zip(per_source, stats["sources"].items()):
         dataset, licence, *numbers, reasons = row[1:]
         assert (dataset, licence) == SOURCES[e["adapter"]][0:3:2]
         assert numbers == [f"{v:,}" if isinstance(v, int) else str(v) for v in (

@@ -67,7 +67,7 @@ def test_webdataset_raw_and_decoded(mix_dir, truth):
     # README: text-only samples have no .jpg; ask for it with missing_is_error=False ...
     pairs = list(wds.WebDataset(_shards(mix_dir), shardshuffle=False).decode("pil")
                  .to_tuple("jpg", "json", missing_is_error=False))
-    for (jpg, record), (key, t) in zip(pairs, truth.items(), strict=True):
+    for (jpg, record), (_key, t) in zip(pairs, truth.items(), strict=True):
         assert record == json.loads(t["json"])
         assert (jpg is None) == (t["jpg"] is None)
         if jpg is not None:
@@ -132,7 +132,7 @@ def test_llava_export(mix_dir, truth, tmp_path):
     assert main(["export-llava", str(mix_dir), str(tmp_path / "out")]) == 0
     exported = json.loads((tmp_path / "out" / f"{MIX}.json").read_text())
     assert len(exported) == len(truth)
-    for rec, (key, t) in zip(exported, truth.items(), strict=True):
+    for rec, (_key, t) in zip(exported, truth.items(), strict=True):
         want = json.loads(t["json"])
         assert {k: rec[k] for k in ("id", "conversations")} == {k: want[k] for k in ("id", "conversations")}
         if t["jpg"] is None:

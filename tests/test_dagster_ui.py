@@ -143,7 +143,7 @@ def test_graphql_asset_graph_checks_and_report(dagster_server):
     sources = {k.split("/", 1)[1] for k in graph[f"{MIX}/selection"]}
     assert "llava_665k" in sources
     # finalizing reads every table of the mix: its asset depends on all of them, so a run orders it after them
-    assert graph[f"{MIX}/index"] == {f"{MIX}/{a}" for a in ("shards", "plan", "selection", "renders")} | \
+    assert graph[f"{MIX}/index"] == {f"{MIX}/{a}" for a in ("shards", "plan", "selection", "renders", "removals")} | \
         {f"{kind}/{s}" for kind in ("normalized", "raw") for s in sources}
     assert graph["raw/llava_665k"] == {"published/llava_665k"}  # observed: an edited file shows up as stale
     assert graph["runs/tiny_stage2/checkpoint"] == {f"{MIX}/index", "runs/tiny_stage1/checkpoint"}

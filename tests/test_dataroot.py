@@ -61,11 +61,11 @@ def test_outputs_land_in_the_bucket_byte_identical_to_a_local_build(s3, remote_b
     wids = json.loads((local_root / mix / "shards" / "index.wids.json").read_text())
     sources = sorted(p.stem for p in (local_root / "rejects").glob("*.parquet"))
     assert len(sources) == 10
-    expected = [f"{d}/{s}{ext}" for s in sources for d, ext in (("normalized", ".parquet"), ("normalized", ".counts.json"),
-                                                                  ("rejects", ".parquet"))]
-    expected += [f"{mix}/{f}" for f in ("selected.parquet", "drops.parquet", "renders.parquet", "removals.parquet", "contamination.parquet",
-                                         "plan.parquet", "index.parquet", "rejects.parquet", "stats.json", "report.md",
-                                         "shards/index.wids.json")]
+    expected = [f"{d}/{s}{ext}" for s in sources
+                for d, ext in (("normalized", ".parquet"), ("normalized", ".counts.json"), ("rejects", ".parquet"))]
+    expected += [f"{mix}/{f}" for f in ("selected.parquet", "drops.parquet", "renders.parquet", "removals.parquet",
+                                         "contamination.parquet", "plan.parquet", "index.parquet", "rejects.parquet",
+                                         "stats.json", "report.md", "shards/index.wids.json")]
     expected += [f"{mix}/shards/{s['url']}" for s in wids["shardlist"]]
     assert len(wids["shardlist"]) >= 2
     for rel in expected:
@@ -222,7 +222,8 @@ def test_index_step_and_its_checks_on_a_fresh_pod_read_from_the_bucket(s3, remot
     recipe = load_recipe(DEMO_RECIPE)
     index = next(a for a in mix_assets(recipe, MIX) if a.key == dg.AssetKey([MIX, "index"]))
     checks = [c for c in mix_checks(recipe, MIX) if {k.asset_key for k in c.check_keys} == {index.key}]
-    result = dg.materialize([index, *checks], resources={"data_root": DataRoot(path=ROOT_URL, cache=str(tmp_path / "pod"))})
+    result = dg.materialize([index, *checks],
+                            resources={"data_root": DataRoot(path=ROOT_URL, cache=str(tmp_path / "pod"))})
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} == {"check_index_matches_shards", "check_taken_counts_match_targets"}
     assert all(e.passed for e in evaluations), [(e.check_name, e.description) for e in evaluations]

@@ -1,6 +1,7 @@
 """Decontamination end to end on the demo (issue 6): the benchmark sets are read by the eval job's own
 split loaders (the images the questions ask about, MMBench's base64 images included; `scope: all` lists the
-whole download with `imp_data.eval.benchmarks.list_images`) or, as published, from an archive; with the TextCaps rule off every TextCaps/TextVQA overlap is found — the exact copy and the
+whole download with `imp_data.eval.benchmarks.list_images`) or, as published, from an archive;
+with the TextCaps rule off every TextCaps/TextVQA overlap is found — the exact copy and the
 re-encoded and resized-and-cropped ones — with it on the report says none remain; the removal table
 reconciles with stats and the shard index; and the blocking check's library side
 (`imp_data.audit.quality.contamination_left`) fails when matching samples are in the plan beyond the policy.

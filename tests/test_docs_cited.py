@@ -18,7 +18,7 @@ BARE = re.compile(r"\b(?:DESIGN|SOURCES|TRAINING|EVAL)(?:\.md\b| ?§)")
 
 
 def texts():
-    files = [ROOT / "README.md"]
+    files = [ROOT / "README.md", ROOT / "pyproject.toml"]
     for top in WHERE:
         files += [p for p in (ROOT / top).rglob("*") if p.suffix in SUFFIXES and "__pycache__" not in p.parts]
     for path in files:

@@ -158,7 +158,7 @@ def test_bad_values_name_file_row_and_column(lmms, tmp_path):
     item = load_lmms("vqav2", root)[2]
     with pytest.raises(ImpDataError, match=r"validation-00001-of-00002.parquet row 0: column 'image' holds no "
                                            r"embedded image bytes"):
-        item.image_jpeg
+        _ = item.image_jpeg
 
 
 def test_list_images_lists_the_embedded_images(lmms, llava, tmp_path):

@@ -58,7 +58,8 @@ def test_published_shapes(mirror):
     out, _ = mirror
     human = (out / "chartqa/ChartQA Dataset/train/train_human.json").read_text()
     assert "\n" not in human, "train_human.json is one compact line"
-    assert "\n\t{" in (out / "chartqa/ChartQA Dataset/train/train_augmented.json").read_text(), "augmented is tab-indented"
+    assert "\n\t{" in (out / "chartqa/ChartQA Dataset/train/train_augmented.json").read_text(), \
+        "augmented is tab-indented"
     doc = json.loads((out / "docvqa/train/train_v1.0_withQT.json").read_text())
     assert isinstance(doc, dict) and isinstance(doc["data"], list) and isinstance(doc["data"][0]["answers"], list)
     dvqa = json.loads((out / "dvqa/train_qa.json").read_text())

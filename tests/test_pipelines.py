@@ -222,7 +222,8 @@ def test_k8s_executor_variant_loads():
 
     from pipelines.definitions_k8s import defs as k8s_defs
 
-    for defs in (k8s_defs, build_definitions(DEMO_RECIPE, executor=k8s_job_executor.configured({"job_namespace": "imp"}))):
+    for defs in (k8s_defs,
+                 build_definitions(DEMO_RECIPE, executor=k8s_job_executor.configured({"job_namespace": "imp"}))):
         job = defs.resolve_job_def("demo_stage2_shards_job")
         assert job.executor_def.name == "k8s"
         assert job.partitions_def is not None and len(job.partitions_def.get_partition_keys()) >= 1

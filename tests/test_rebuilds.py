@@ -28,7 +28,7 @@ STAGE2 = "demo_stage2"
 def outputs(root: Path) -> dict[str, bytes]:
     """Every file a build wrote: not the mirror (input), not the machine-local state (hash cache, lock)."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.relative_to(root).parts[0] in ("mirror", ".imp-data")}
+            if p.is_file() and p.relative_to(root).parts[0] not in ("mirror", ".imp-data")}
 
 
 def run_build(root: Path, recipe: Recipe, workers: int = 1) -> BuildContext:

@@ -215,5 +215,6 @@ def test_dagster_materializes_each_source_once_for_all_rows():
     for mix, added in ROWS:
         deps = graph.get(dg.AssetKey([mix, "selection"])).parent_keys
         assert {k.path[1] for k in deps if k.path[0] == "normalized"} >= set(added), mix
-    users = [m for m, _ in ROWS if dg.AssetKey(["normalized", "llava_665k"]) in graph.get(dg.AssetKey([m, "selection"])).parent_keys]
+    users = [m for m, _ in ROWS
+             if dg.AssetKey(["normalized", "llava_665k"]) in graph.get(dg.AssetKey([m, "selection"])).parent_keys]
     assert users == [m for m, _ in ROWS]

@@ -26,7 +26,8 @@ def test_drop_rules_and_take_are_order_free():
     assert a.taken.height == 50
     textcaps = {f"s/{i}" for i in range(200) if i % 7 == 0 and i % 10 != 0}
     assert set(a.dropped["textcaps"]["id"]) == textcaps
-    assert a.dropped_counts == {"textcaps": len(textcaps), "text_only": 20, "not_sampled": 200 - len(textcaps) - 20 - 50}
+    assert a.dropped_counts == {"textcaps": len(textcaps), "text_only": 20,
+                                "not_sampled": 200 - len(textcaps) - 20 - 50}
     assert a.available == 200 == a.taken.height + sum(a.dropped_counts.values())
     assert a.taken["order"].is_sorted()
     # a different seed picks differently; a larger N keeps every earlier pick

@@ -52,7 +52,8 @@ def test_malformed_json_names_file_offset_and_record(tmp_path, name):
     with pytest.raises(SourceFormatError) as err:
         read(name, tmp_path, ["broken.json"])
     offset = text.index("}]")
-    assert str(err.value) == f"{tmp_path / 'broken.json'}: malformed JSON at character {offset} (record 1): Expecting value"
+    assert str(err.value) == (f"{tmp_path / 'broken.json'}: malformed JSON at character {offset} (record 1): "
+                              "Expecting value")
 
 
 @pytest.mark.parametrize("name", LIST_ADAPTERS)

@@ -27,7 +27,8 @@ def test_llava_665k_real_records():
                 {"from": "human", "value": "What feature can be seen on the back of the bus?"},
                 {"from": "gpt", "value": "The back of the bus features an advertisement."},
                 {"from": "human", "value": "Is the bus driving down the street or pulled off to the side?"},
-                {"from": "gpt", "value": "The bus is driving down the street, which is crowded with people and other vehicles."},
+                {"from": "gpt",
+                 "value": "The bus is driving down the street, which is crowded with people and other vehicles."},
             ],
             meta={"file_index": 0},  # the position in the published file, for position rules
             where="llava665k.json record 0",
@@ -101,7 +102,8 @@ def test_sharegpt4v_keeps_every_image_prefix(tmp_path):
                 "wikiart/images/a.jpg", "share_textvqa/images/b.jpg", "web-celebrity/images/c.jpg",
                 "web-landmark/images/d.jpg"]
     records = [{"id": Path(p).stem, "image": p, "conversations": [
-        {"from": "human", "value": "<image>\nDescribe this image in detail."}, {"from": "gpt", "value": f"Caption {i}."}]}
+        {"from": "human", "value": "<image>\nDescribe this image in detail."},
+        {"from": "gpt", "value": f"Caption {i}."}]}
         for i, p in enumerate(prefixes)]
     name = write(tmp_path, "sharegpt4v_instruct_gpt4-vision_cap100k.json", records)
     out = read("sharegpt4v", tmp_path, [name])
@@ -117,7 +119,8 @@ def test_text_only_ids_and_extras(tmp_path):
         {"id": "007", "image": "x.jpg", "conversations": [], "weight": 2},
     ])
     out = read("llava_665k", tmp_path, [name])
-    assert out[0] == Candidate("sharegpt_0", None, [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}],
+    assert out[0] == Candidate("sharegpt_0", None,
+                               [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}],
                                {"file_index": 0}, "mix.json record 0")
     assert (out[1].source_id, out[2].source_id, out[2].meta) == ("7", "007", {"weight": 2, "file_index": 2})
 

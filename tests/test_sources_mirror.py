@@ -103,9 +103,11 @@ def test_docvqa_most_common_answer(outputs):
 def test_ai2d_string_index(outputs):
     assert by_id(outputs["ai2d"], "images/1.png") == Candidate(
         "images/1.png", "images/1.png",
-        [{"from": "human", "value": f"<image>\nWhich stage comes after the egg?\nA. larva\nB. pupa\nC. adult\nD. egg\n{MC}"},
+        [{"from": "human",
+          "value": f"<image>\nWhich stage comes after the egg?\nA. larva\nB. pupa\nC. adult\nD. egg\n{MC}"},
          {"from": "gpt", "value": "C"},
-         {"from": "human", "value": "What does the diagram show?\nA. life cycle\nB. food web\nC. moon phases\nD. water cycle"},
+         {"from": "human",
+          "value": "What does the diagram show?\nA. life cycle\nB. food web\nC. moon phases\nD. water cycle"},
          {"from": "gpt", "value": "A"}],
         {"abc_label": False, "question_ids": ["1.png-0", "1.png-1"]},
         "questions/1.png.json question 'Which stage comes after the egg?'")
@@ -114,7 +116,8 @@ def test_ai2d_string_index(outputs):
 def test_infographicvqa(outputs):
     assert by_id(outputs["infographicvqa"], "30000.jpeg") == Candidate(
         "30000.jpeg", "30000.jpeg",
-        [{"from": "human", "value": f"<image>\nWhich platform is most used?\n{SHORT}"}, {"from": "gpt", "value": "pinterest"}],
+        [{"from": "human", "value": f"<image>\nWhich platform is most used?\n{SHORT}"},
+         {"from": "gpt", "value": "pinterest"}],
         {"data_split": "train", "ocr_output_file": "30000.json", "question_ids": ["70000"],
          "answer_types": [["single span"]]},
         "infographicVQA_train_v1.0.json record 1")
@@ -136,7 +139,8 @@ def test_laion_gpt4v(outputs):
         [{"from": "human", "value": "<image>\nHow would you describe the image to someone who cannot see it?"},
          {"from": "gpt", "value": f"The image shows a vintage typewriter. {GPT4V_TAIL}"}],
         {"timestamp": "2023-11-01T12:00:00Z"}, "data/train-00000-of-00001.parquet row 0")
-    assert out[5] == Problem("1180000000000039595", "empty_answer", "data/train-00000-of-00001.parquet row 5: empty caption")
+    assert out[5] == Problem("1180000000000039595", "empty_answer",
+                             "data/train-00000-of-00001.parquet row 5: empty caption")
 
 
 def test_allava_reads_the_instruct_files_only(outputs):

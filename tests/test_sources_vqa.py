@@ -26,7 +26,8 @@ SHORT = "Answer the question using a single word or phrase."
 def rrc(tmp_path: Path, name: str, sample: str) -> str:
     """The sample's records inside the real files' `{"data": [...]}` wrapper (the sample omits it)."""
     data = json.loads((SAMPLES / sample).read_text(encoding="utf-8"))
-    return write(tmp_path, name, {"dataset_name": "x", "dataset_split": "train", "dataset_version": "1.0", "data": data})
+    return write(tmp_path, name,
+                 {"dataset_name": "x", "dataset_split": "train", "dataset_version": "1.0", "data": data})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -36,7 +37,8 @@ def rrc(tmp_path: Path, name: str, sample: str) -> str:
 def test_dvqa_real_record():
     assert read("dvqa", SAMPLES, ["dvqa.json"]) == [Candidate(
         "bar_train_00200000.png", "bar_train_00200000.png",
-        [{"from": "human", "value": "<image>\nWhat is the label of the second bar from the bottom in each group?\n" + SHORT},
+        [{"from": "human",
+          "value": "<image>\nWhat is the label of the second bar from the bottom in each group?\n" + SHORT},
          {"from": "gpt", "value": "bond"}],
         {"split_file": "dvqa", "question_ids": ["120000013"], "template_ids": ["data"]},
         "dvqa.json record 0",

@@ -28,7 +28,8 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from imp_data.core.errors import ImpDataError, ShardError
-from imp_data.train.data import make_loader, normalize_pixels
+from imp_data.train.data import make_loader
+from imp_data.train.pixels import normalize_pixels
 from imp_data.train.sampler import epoch_order, rank_positions, sample_order
 from tests.shard_factory import make_samples, solid, write_mix
 

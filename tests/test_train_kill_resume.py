@@ -62,4 +62,4 @@ def test_sigkill_between_checkpoints_then_resume(demo_build, tmp_path):
     train(RUNS / "tiny_stage2.yaml", data_root=data_root, resume=True, overrides=COMMON + ["name=killed"])
     got = losses(run_dir)
     assert [s for s, _ in got] == [s for s, _ in expected], "each step logged once"
-    assert [l for _, l in got] == pytest.approx([l for _, l in expected], rel=1e-5, abs=1e-6)
+    assert [loss for _, loss in got] == pytest.approx([loss for _, loss in expected], rel=1e-5, abs=1e-6)

@@ -149,7 +149,8 @@ def test_resume_mid_epoch_matches_uninterrupted(data_root):
     straight = train(RUNS / "tiny_stage2.yaml", data_root=data_root, overrides=common + ["name=resume_a"])
     losses_a = [json.loads(line)["loss"] for line in (straight / "log.jsonl").read_text().splitlines()]
     # the same run stopped after 3 steps — mid-epoch — then resumed to the end
-    part = train(RUNS / "tiny_stage2.yaml", data_root=data_root, overrides=common + ["name=resume_b", "train.stop_after=3"])
+    part = train(RUNS / "tiny_stage2.yaml", data_root=data_root,
+                 overrides=common + ["name=resume_b", "train.stop_after=3"])
     state = load_resume_state(latest_checkpoint(part))
     assert state["step"] == 3 and 0 < state["loader"]["next_batch"] < len(losses_a), "stopped mid-epoch"
     resumed = train(RUNS / "tiny_stage2.yaml", data_root=data_root, resume=True, overrides=common + ["name=resume_b"])

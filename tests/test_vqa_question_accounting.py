@@ -26,7 +26,8 @@ def native_question_ids(mirror: Path, source: str) -> list[str]:
         return [f"{name}/{k}" for name in ("train_human", "train_augmented")
                 for k in range(len(json.loads((train / f"{name}.json").read_text())))]
     if source == "docvqa":
-        return [str(q["questionId"]) for q in json.loads((mirror / "docvqa/train/train_v1.0_withQT.json").read_text())["data"]]
+        return [str(q["questionId"])
+                for q in json.loads((mirror / "docvqa/train/train_v1.0_withQT.json").read_text())["data"]]
     if source == "infographicvqa":
         data = json.loads((mirror / "infographicvqa/infographicVQA_train_v1.0.json").read_text())["data"]
         return [str(q["questionId"]) for q in data]

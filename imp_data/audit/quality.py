@@ -100,7 +100,7 @@ def contamination_left(ctx, mix: str) -> dict:
     from stale removals, or a report-only policy with a limit, fails the check.
     """
     spec = ctx.recipe.mixes[mix].decontaminate
-    path = ctx.layout.mix(mix) / "contamination.parquet"
+    path = ctx.layout.contamination(mix)
     policy = "drop" if spec.drop else "report only"
     limit = spec.remaining_limit()
     if not spec.benchmarks:

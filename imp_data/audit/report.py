@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from imp_data.core.io import atomic_path, write_text_atomic
-
-CHARTS = "charts"
+from imp_data.core.layout import MixDir
 
 
 def _fmt(n) -> str:
@@ -177,7 +176,7 @@ def write_charts(stats: dict, out_dir: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    charts = out_dir / CHARTS
+    charts = MixDir(Path(out_dir)).charts
     charts.mkdir(parents=True, exist_ok=True)
     for old in charts.glob("*.png"):
         if old.name not in CHART_FILES:
@@ -188,7 +187,7 @@ def write_charts(stats: dict, out_dir: Path) -> list[str]:
             fig = draw(plt, stats)
             _save(fig, charts / fname)
             plt.close(fig)
-            written.append(f"{CHARTS}/{fname}")
+            written.append((charts / fname).relative_to(out_dir).as_posix())
     return written
 
 
@@ -232,7 +231,8 @@ def render_report(stats: dict, charts: list[str]) -> str:
         parts += [f"![{Path(chart).stem}]({chart})", ""]
     downloads = {name: e["downloads"] for name, e in stats["sources"].items() if e.get("downloads")}
     if downloads:
-        parts += ["## URL downloads", "", "| source | URLs | ok | success rate | by status |", "|---|---:|---:|---:|---|"]
+        parts += ["## URL downloads", "", "| source | URLs | ok | success rate | by status |",
+                  "|---|---:|---:|---:|---|"]
         for name, d in downloads.items():
             by = ", ".join(f"{k} {v}" for k, v in sorted(d["by_status"].items()))
             parts.append(f"| {name} | {_fmt(d['total'])} | {_fmt(d['ok'])} | {d['success_rate']:.1%} | {by} |")
@@ -260,4 +260,4 @@ def write_report(stats: dict, mix_dir: Path) -> Path:
 
     charts = write_charts(stats, mix_dir)
     write_card(stats, mix_dir)
-    return write_text_atomic(mix_dir / "report.md", render_report(stats, charts))
+    return write_text_atomic(MixDir(Path(mix_dir)).report, render_report(stats, charts))

@@ -16,6 +16,7 @@ import polars as pl
 
 from imp_data.core.errors import ImpDataError
 from imp_data.core.io import write_json_atomic
+from imp_data.core.layout import MixDir
 from imp_data.fetch.downloads_table import summarize_downloads as summarize
 from imp_data.normalize import read_counts
 
@@ -122,17 +123,18 @@ def compute_stats(ctx, mix: str) -> dict:
 def built_by(recipe, mix: str) -> dict:
     """Per stage, the code version + digest of the recipe fields it read (imp_data.stage_inputs): what
     `imp-data validate` compares with the running code and a recipe to call a mix stale."""
+    from imp_data.core.stages import BUILT_BY_STAGES
     from imp_data.stage_inputs import code_version
 
     stages = {f"normalize/{s}": code_version(recipe, "normalize", s) for s in recipe.mixes[mix].sources}
-    for stage in ("select", "render", "dedup", "plan", "shards", "finalize"):
+    for stage in BUILT_BY_STAGES:
         stages[stage] = code_version(recipe, stage, mix)
     return stages
 
 
 def contamination_summary(mix_dir: Path, index: pl.DataFrame) -> dict | None:
     """Per benchmark: training samples that matched it, how many were dropped, how many remain in shards."""
-    path = mix_dir / "contamination.parquet"
+    path = MixDir(Path(mix_dir)).contamination
     if not path.is_file():
         return None
     found = pl.read_parquet(path)
@@ -153,7 +155,7 @@ def write_stats(ctx, mix: str) -> dict:
 
 
 def load_stats(mix_dir: Path) -> dict:
-    path = Path(mix_dir) / "stats.json"
+    path = MixDir(Path(mix_dir)).stats
     if not path.is_file():
         raise ImpDataError(f"{path}: no stats — build the mix first (imp-data build RECIPE)")
     return json.loads(path.read_text())

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from imp_data.audit.sample_check import check_sample, problem_text
 from imp_data.core.errors import ImpDataError
 from imp_data.core.io import read_table, read_table_schema
+from imp_data.core.layout import MixDir
 from imp_data.core.recipe import load_recipe
 from imp_data.core.schema import Reject, Sample
 
@@ -106,8 +107,8 @@ def table_kind(path: Path) -> str | None:
         return "normalized"
     if {"source", "source_id", "stage", "reason", "detail"} <= set(cols):
         return "rejects"
-    if path.name == "index.parquet" and {"key", "shard_name", "shard_sha256"} <= set(cols) \
-            and (path.parent / "shards").is_dir():
+    if path == MixDir(path.parent).index and {"key", "shard_name", "shard_sha256"} <= set(cols) \
+            and MixDir(path.parent).shards.is_dir():
         return "index"
     return None
 
@@ -120,10 +121,10 @@ def validate_path(path: Path, limit: int = 50, recipes: dict | None = None) -> l
     if not path.exists():
         return [f"{path}: does not exist"]
     if path.is_dir():
-        if (path / "index.parquet").is_file():
+        if MixDir(path).index.is_file():
             return validate_mix_dir(path, limit, recipes)
         children = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".parquet", ".tar")
-                          or (p / "index.parquet").is_file())  # mixes/: each mix directory in it
+                          or MixDir(p).index.is_file())  # mixes/: each mix directory in it
         if not children:
             return [f"{path}: nothing to validate in this directory (expected a {KNOWN})"]
         problems = []

@@ -21,11 +21,12 @@ from pydantic import ValidationError
 from imp_data.core.errors import ImpDataError, ShardError
 from imp_data.core.fingerprint import CODE_VERSIONS
 from imp_data.core.io import dumps_canonical, file_sha256, read_table
+from imp_data.core.layout import MixDir
 from imp_data.core.recipe import Recipe, RenderSpec, load_recipe
+from imp_data.core.stages import BUILT_BY_STAGES
 
 # Record fields whose expected value comes from stats.json (the mix and its render settings), not the plan.
 FROM_STATS = {"mix", "location", "image.mode", "image.fill", "image.resolution", "image.resampler"}
-BUILT_STAGES = ("select", "render", "dedup", "plan", "shards", "finalize")
 
 Recipes = dict[str, list[tuple[Path, Recipe]]]
 _UNKNOWN = object()  # an expected value stats.json could not supply: not compared
@@ -98,7 +99,7 @@ def stale_lines(mix_dir: Path, stats: dict, mix: str, recipes: Recipes) -> list[
     built_by = stats.get("built_by")
     if not isinstance(built_by, dict) or not built_by:
         return [f"{mix_dir}: stale — stats.json records no built_by (built by an older imp-data); {rebuild}"]
-    expected = [f"normalize/{s}" for s in sorted(stats.get("sources") or {})] + list(BUILT_STAGES)
+    expected = [f"normalize/{s}" for s in sorted(stats.get("sources") or {})] + list(BUILT_BY_STAGES)
     code_diffs = []
     for stage in sorted(set(expected) | set(built_by), key=_pipeline_order):
         now = CODE_VERSIONS.get(stage.split("/")[0])
@@ -111,7 +112,7 @@ def stale_lines(mix_dir: Path, stats: dict, mix: str, recipes: Recipes) -> list[
         lines.append(f"{mix_dir}: stale — built by an older imp-data ({'; '.join(code_diffs)}); {rebuild}")
     for path, recipe in declaring:
         wanted = {f"normalize/{s}": code_version(recipe, "normalize", s) for s in recipe.mixes[mix].sources}
-        wanted.update({stage: code_version(recipe, stage, mix) for stage in BUILT_STAGES})
+        wanted.update({stage: code_version(recipe, stage, mix) for stage in BUILT_BY_STAGES})
         changed = [stage for stage in sorted(set(wanted) | set(built_by), key=_pipeline_order)  # recipe half
                    if stage not in wanted or stage not in built_by
                    or _version(wanted[stage])[1] != _version(built_by[stage])[1]]
@@ -123,7 +124,7 @@ def stale_lines(mix_dir: Path, stats: dict, mix: str, recipes: Recipes) -> list[
 
 
 def _load_stats(mix_dir: Path, report: _Report) -> dict | None:
-    path = mix_dir / "stats.json"
+    path = MixDir(mix_dir).stats
     try:
         stats = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -275,10 +276,10 @@ def check_mix(mix_dir: Path, limit: int, recipes: Recipes | None = None) -> list
     from imp_data.core.layout import shard_name
     from imp_data.shards.reader import verify_mix
 
-    report = _Report(limit)
+    report, files = _Report(limit), MixDir(mix_dir)
     try:
         stats = _load_stats(mix_dir, report)
-        index = read_table(mix_dir / "index.parquet")
+        index = read_table(files.index)
         mix = (stats or {}).get("mix") or (index["shard_name"][0].rsplit("-", 1)[0] if index.height
                                             else mix_dir.name)
         if stats is not None:
@@ -292,20 +293,20 @@ def check_mix(mix_dir: Path, limit: int, recipes: Recipes | None = None) -> list
             report.add(f"{mix_dir / 'index.parquet'}: no member hashes ({', '.join(sorted(missing))}): built by "
                        "an older imp-data; rebuild with imp-data build RECIPE")
         if stats is not None:
-            check_stats_vs_index(mix_dir / "stats.json", stats, index, report)
-        plan_path = mix_dir / "plan.parquet"
+            check_stats_vs_index(files.stats, stats, index, report)
+        plan_path = files.plan
         if not plan_path.is_file():
             report.add(f"{plan_path}: missing — the shards cannot be checked against their plan")
             return report.lines
         plan = read_table(plan_path)
-        check_index_vs_plan(mix_dir / "index.parquet", index, plan, report)
-        expect = _Expect(mix, stats, report, mix_dir / "stats.json")
+        check_index_vs_plan(files.index, index, plan, report)
+        expect = _Expect(mix, stats, report, files.stats)
         plan_by = {shard_name(mix, n): frame.sort("position").to_dicts()
                    for (n,), frame in plan.partition_by("shard", as_dict=True).items()}
         index_by = {name: frame.to_dicts() for (name,), frame in index.partition_by("shard_name", as_dict=True).items()}
-        on_disk = {p.name for p in (mix_dir / "shards").glob("*.tar")}
+        on_disk = {p.name for p in files.shard_tars()}
         for name in sorted(set(plan_by) | set(index_by) | on_disk):
-            tar = mix_dir / "shards" / name
+            tar = files.shards / name
             if not tar.is_file():
                 if name not in index_by:  # verify_mix already named a tar the index lists
                     report.add(f"{tar}: in plan.parquet but missing")

@@ -88,7 +88,8 @@ class BuildContext:
         try:
             return self.recipe.sources[name]
         except KeyError:
-            raise ImpDataError(f"unknown source {name!r}; the recipe declares: {', '.join(self.recipe.sources)}") from None
+            raise ImpDataError(f"unknown source {name!r}; the recipe declares: "
+                               f"{', '.join(self.recipe.sources)}") from None
 
     def sources_of(self, mix: str) -> list[str]:
         return list(self.recipe.mixes[mix].sources)

@@ -30,6 +30,7 @@ from imp_data.core.io import dumps_canonical, file_sha256, write_json_atomic
 CODE_VERSIONS = {
     "fetch": "1",
     "normalize": "1",
+    "download": "1",
     "select": "1",
     "render": "2",  # 2: expand2square shrinks sides over 8192 px first; reject details without addresses
     "dedup": "1",

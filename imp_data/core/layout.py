@@ -41,6 +41,14 @@ class Layout:
         """A training run's folder (`imp-data train`): checkpoints, log, eval answers and metrics."""
         return contained(self.root / "runs", name_part(name, "run"))
 
+    def run_eval(self, name: str) -> Path:
+        """What `imp-data eval` wrote for a run: answers, uploads, metrics.json and metrics.md."""
+        return self.run(name) / "eval"
+
+    def benchmarks(self) -> Path:
+        """The benchmarks laid out as LLaVA's playground/data/eval/<name> (the eval job reads them)."""
+        return self.root / "eval"
+
     # one method per file of a mix, kept for the stages' brevity: each is MixDir's
     def selected(self, mix: str) -> Path:
         return self.mix_files(mix).selected

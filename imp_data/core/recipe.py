@@ -9,7 +9,6 @@ stage 2 from one recipe). `load_recipe` reports every problem at once, each with
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -26,8 +25,9 @@ from pydantic import (
 )
 
 from imp_data.core.errors import RecipeError
+from imp_data.core.recipe_checks import cross_field_problems, problem_line
 from imp_data.core.schema import SOURCE_NAME_RE
-from imp_data.core.source_options import ADAPTER_OPTIONS, FILE_INDEX_ADAPTERS
+from imp_data.core.source_options import ADAPTER_OPTIONS
 
 ImageMode = Literal["pad", "squash", "expand2square"]
 
@@ -62,8 +62,9 @@ def _name_keys(*fields: str, reserved: dict[str, str] | None = None):
 
 
 def _adapter_rules(schema: dict) -> None:
-    """JSON schema of a source: the adapter names and, per adapter, its options (what `_semantic_problems`
-    checks in Python), so a CI validating recipes with stock JSON Schema tools catches the same typos."""
+    """JSON schema of a source: the adapter names and, per adapter, its options (what
+    `recipe_checks.cross_field_problems` checks in Python), so a CI validating recipes with stock JSON Schema
+    tools catches the same typos."""
     schema["properties"]["adapter"]["enum"] = sorted(ADAPTER_OPTIONS)
     by_options: dict[str, list[str]] = {}  # adapters sharing an Options model share one rule
     for name in sorted(ADAPTER_OPTIONS):
@@ -262,7 +263,8 @@ class Limits(_Strict):
                                 description="Nesting depth of what a record keeps (its meta); deeper, or nested past "
                                 "what the JSON parser reads at all, is a `record_too_deep` reject.")
     max_image_pixels: Int = Field(default=89_478_485, ge=1,
-                                  description="Decoded pixels of one image (PIL's bomb limit); more is `image_too_large`.")
+                                  description="Decoded pixels of one image (PIL's bomb limit); more is "
+                                  "`image_too_large`.")
     max_member_bytes: Int = Field(default=256 * 2**20, ge=1,
                                   description="Uncompressed bytes of one archive member (one image); more is "
                                   "`image_too_large`, found before anything is decompressed.")
@@ -275,7 +277,7 @@ class Recipe(_Strict):
     """A whole recipe file."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_name_keys(
-        "sources", "mixes", reserved={"sources": "benchmarks"}))  # raw/benchmarks/: see _semantic_problems
+        "sources", "mixes", reserved={"sources": "benchmarks"}))  # raw/benchmarks/: see recipe_checks
 
     name: str = Field(pattern=SOURCE_NAME_RE)
     description: str = ""
@@ -302,72 +304,6 @@ class Recipe(_Strict):
 # loading and validation
 
 
-def _path(loc: tuple[Any, ...]) -> str:
-    """`mixes.m.sources.dvqa.take`; a key that is not a plain word is quoted: `mixes.'../../x'.stage`."""
-    return ".".join(p if isinstance(p, str) and re.fullmatch(r"[\w\[\]'-]+", p) else
-                    str(p) if isinstance(p, int) else repr(p) for p in loc) or "<top>"
-
-
-def _problem(error: dict) -> str:
-    """One pydantic error as `yaml.path: message`; a bad source, mix or benchmark name said as such."""
-    loc = error["loc"]
-    if len(loc) >= 3 and loc[-1] == "[key]" and loc[-3] in ("sources", "mixes", "benchmarks"):
-        kind = {"sources": "source", "mixes": "mix", "benchmarks": "benchmark"}[loc[-3]]
-        return f"{_path(loc[:-1])}: {kind} names must match {SOURCE_NAME_RE} (the name becomes a folder name)"
-    return f"{_path(loc)}: {error['msg'].removeprefix('Value error, ')}"
-
-
-def _semantic_problems(raw: dict[str, Any]) -> list[str]:
-    """Cross-field checks pydantic cannot see: adapter names, adapter options, mix references."""
-    problems: list[str] = []
-    sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
-    for name, spec in sources.items():
-        if name == "benchmarks":  # raw/benchmarks/ holds the decontamination benchmarks' fetched copies
-            problems.append("sources.benchmarks: the name is reserved (raw/benchmarks/ holds benchmark images)")
-        if not isinstance(spec, dict):
-            continue
-        adapter = spec.get("adapter")
-        if adapter is None:
-            continue
-        if adapter not in ADAPTER_OPTIONS:
-            problems.append(f"sources.{name}.adapter: unknown adapter {adapter!r}; valid: {', '.join(sorted(ADAPTER_OPTIONS))}")
-            continue
-        options = spec.get("options") or {}
-        problems += _position_rule_problems(raw, name, adapter)
-        try:
-            ADAPTER_OPTIONS[adapter].model_validate(options)
-        except ValidationError as err:
-            for e in err.errors():
-                problems.append(f"sources.{name}.options.{_path(e['loc'])}: {e['msg']}")
-    mixes = raw.get("mixes") if isinstance(raw.get("mixes"), dict) else {}
-    for mix, spec in mixes.items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("sources"), dict):
-            continue
-        for src in spec["sources"]:
-            if src not in sources:
-                problems.append(f"mixes.{mix}.sources.{src}: not declared under sources (have: {', '.join(sources)})")
-        priority = (spec.get("dedup") or {}).get("source_priority") or []
-        for src in priority:
-            if src not in spec["sources"]:
-                problems.append(f"mixes.{mix}.dedup.source_priority: {src!r} is not a source of this mix")
-    return problems
-
-
-def _position_rule_problems(raw: dict[str, Any], source: str, adapter: str) -> list[str]:
-    """A `file_positions` rule needs the file index in meta: on any other adapter it would match nothing."""
-    keeping = [n for n in ADAPTER_OPTIONS if n in FILE_INDEX_ADAPTERS]
-    problems = []
-    for mix, spec in (raw.get("mixes") if isinstance(raw.get("mixes"), dict) else {}).items():
-        shares = spec.get("sources") if isinstance(spec, dict) else None
-        share = shares.get(source) if isinstance(shares, dict) else None
-        rules = share.get("drop") if isinstance(share, dict) else None
-        problems += [f"mixes.{mix}.sources.{source}.drop.{i}.file_positions: adapter {adapter!r} does not keep "
-                     f"records' file positions (meta.file_index); these do: {', '.join(keeping)}"
-                     for i, rule in enumerate(rules if isinstance(rules, list) else [])
-                     if adapter not in keeping and isinstance(rule, dict) and rule.get("file_positions") is not None]
-    return problems
-
-
 def parse_recipe(raw: Any, origin: str = "<recipe>") -> Recipe:
     """Validate a parsed YAML document; raise RecipeError listing every problem with its YAML path."""
     if not isinstance(raw, dict):
@@ -377,8 +313,8 @@ def parse_recipe(raw: Any, origin: str = "<recipe>") -> Recipe:
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as err:
-        problems += [_problem(e) for e in err.errors()]
-    problems += _semantic_problems(raw)
+        problems += [problem_line(e) for e in err.errors()]
+    problems += cross_field_problems(raw)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise RecipeError(f"{origin}: {len(problems)} problem(s) in recipe:\n{listing}")

@@ -199,7 +199,8 @@ def conversation_problems(
             tokens_later += n
     if bad_role is not None:
         role, expected = turns[bad_role][0], "human" if bad_role % 2 == 0 else "gpt"
-        problems.append(("bad_roles", f"turn {bad_role} is from {role!r}, expected {expected!r} (roles must alternate)"))
+        problems.append(("bad_roles",
+                         f"turn {bad_role} is from {role!r}, expected {expected!r} (roles must alternate)"))
     if len(turns) % 2:
         problems.append(("no_answer", "conversation ends with a human turn (no answer)"))
     if image is None:
@@ -207,7 +208,8 @@ def conversation_problems(
             problems.append(("image_token", "text-only sample (image is null) contains an <image> token"))
     elif turns:
         if tokens_first != 1:
-            problems.append(("image_token", f"first human turn must hold exactly one <image> token, found {tokens_first}"))
+            problems.append(("image_token",
+                             f"first human turn must hold exactly one <image> token, found {tokens_first}"))
         if tokens_later:
             problems.append(("image_token", "<image> token appears outside the first human turn"))
     return problems

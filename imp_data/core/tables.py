@@ -1,4 +1,4 @@
-"""Every table a build writes, defined once (docs/design.md "Files a build writes").
+"""Every table a build writes, defined once (docs/design.md §4).
 
 Stages write and read these tables through the names here, so a column added to one is added for all
 of them; `imp-data validate` and the JSON Schemas in schemas/ describe the records inside them.

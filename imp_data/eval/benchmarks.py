@@ -318,7 +318,7 @@ def list_images(name: str, root: Path) -> Iterator[tuple[str, bytes]]:
     root = Path(root)
     if name == "mmbench":
         for tsv in sorted(root.glob("mmbench_*.tsv")):
-            for where, row in read_mmbench_tsv(tsv):
+            for _where, row in read_mmbench_tsv(tsv):
                 yield f"{tsv.name}#{row['index']}", base64.b64decode(row["image"])
     else:
         for folder in IMAGE_DIRS[name]:

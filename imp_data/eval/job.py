@@ -11,6 +11,7 @@ import gc
 from collections.abc import Mapping
 from pathlib import Path
 
+from imp_data.core.layout import Layout
 from imp_data.eval.runner import Generate, render_table, run_eval
 from imp_data.eval.splits import STOP_STRINGS, find_splits, resolve_max_new_tokens
 
@@ -53,11 +54,12 @@ def evaluate_run(run: str | Path, *, data_root: str | None = None, overrides=(),
 
     cfg = load_run(run, list(overrides))
     root = Path(data_root or cfg.data_root).resolve()
-    run_dir = root / "runs" / cfg.name
-    splits = find_splits(Path(benchmarks_root) if benchmarks_root else root / "eval", only)
+    layout = Layout(root)
+    run_dir = layout.run(cfg.name)
+    splits = find_splits(Path(benchmarks_root) if benchmarks_root else layout.benchmarks(), only)
     caps = resolve_max_new_tokens(splits, every=max_new_tokens, per=max_new_tokens_for,
                                   cap=cfg.train.model_max_length)
-    results = run_eval(splits, checkpoint_generate(run_dir), run_dir / "eval", max_new_tokens=caps,
+    results = run_eval(splits, checkpoint_generate(run_dir), layout.run_eval(cfg.name), max_new_tokens=caps,
                        stop=STOP_STRINGS.get(cfg.template), model_id=cfg.name)
     print(render_table(results))
-    return run_dir / "eval" / "metrics.json"
+    return layout.run_eval(cfg.name) / "metrics.json"

@@ -32,6 +32,7 @@ from imp_data.fetch.transport import (
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+DEFAULT_BACKOFF = Backoff()  # frozen dataclass: safe to share as the default
 
 
 def _partial_paths(dest: Path) -> tuple[Path, Path]:
@@ -49,7 +50,7 @@ def _hash_existing(path: Path, upto: int) -> hashlib._Hash:
 
 
 def download_file(url: str, dest: Path, *, pool: urllib3.PoolManager | None = None, max_failures: int = 5,
-                  backoff: Backoff = Backoff(), headers: dict[str, str] | None = None, progress: bool = True,
+                  backoff: Backoff = DEFAULT_BACKOFF, headers: dict[str, str] | None = None, progress: bool = True,
                   rng: random.Random | None = None) -> tuple[int, str]:
     """Fetch `url` into `dest`, resuming a partial download left by an earlier run.
 

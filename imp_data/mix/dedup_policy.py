@@ -71,7 +71,8 @@ def list_benchmark_images(location: Path, name: str | None = None, scope: str = 
         if listed:
             return
 
-    paths = [Path(p) for p in sorted(glob.glob(str(location)))] if any(c in str(location) for c in "*?[") else [location]
+    paths = ([Path(p) for p in sorted(glob.glob(str(location)))] if any(c in str(location) for c in "*?[")
+             else [location])
     if not paths or not any(p.exists() for p in paths):
         raise ImpDataError(f"{location}: benchmark image set not found — fetch it or fix decontaminate.benchmarks")
     for path in paths:
@@ -145,6 +146,6 @@ def removals_for_mix(ctx, mix: str, selected: pl.DataFrame, renders: pl.DataFram
         bench = pl.concat([_memo_hashes(ctx, name, loc, spec.decontaminate.scope, exif)
                            for name, loc in sorted(spec.decontaminate.benchmarks.items())])
     removed, contamination = plan_removals(frame, bench, spec.dedup, spec.decontaminate)
-    with atomic_path(ctx.layout.mix(mix) / "contamination.parquet") as tmp:
+    with atomic_path(ctx.layout.contamination(mix)) as tmp:
         contamination.write_parquet(tmp)
     return removed

@@ -1,8 +1,8 @@
 """Dedup and decontamination policy applied to a mix: which selected samples are removed, and why.
 
 Reads the recipe's `dedup` / `decontaminate` specs, feeds the rendered hashes to the hash index
-(`imp_data.mix.hashindex`, policy in `imp_data.mix.dedup`) and returns one removal table in the shape of the mix rejects table
-(id, source, source_id, stage, reason, detail, kept_id, distance). Both off -> an empty table.
+(`imp_data.mix.hashindex`, policy in `imp_data.mix.dedup`) and returns one removal table in the shape of the mix
+rejects table (id, source, source_id, stage, reason, detail, kept_id, distance). Both off -> an empty table.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def publish_mix(mix_dir: str | Path, url: str, **storage_options) -> dict:
             continue
         fs.put_file(str(path), target)
         counts["uploaded"] += 1
-    fs.pipe_file(f"{root}/{MANIFEST}", json.dumps({"mix": mix_dir.name, "files": files}, indent=1, sort_keys=True).encode())
+    fs.pipe_file(f"{root}/{MANIFEST}",
+                 json.dumps({"mix": mix_dir.name, "files": files}, indent=1, sort_keys=True).encode())
     return counts
 
 

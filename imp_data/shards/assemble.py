@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from imp_data.core.errors import ShardError
 from imp_data.core.io import atomic_path, dumps_canonical, write_json_atomic
-from imp_data.core.layout import shard_name
+from imp_data.core.layout import MixDir, shard_name
 from imp_data.core.recipe import RenderSpec
 from imp_data.core.tables import INDEX_SCHEMA
 from imp_data.mix.plan import shard_count
@@ -238,7 +238,7 @@ def gather_rejects(ctx, mix: str) -> pl.DataFrame:
 
 
 def read_index(mix_dir: Path) -> pl.DataFrame:
-    path = mix_dir / "index.parquet"
+    path = MixDir(Path(mix_dir)).index
     if not path.is_file():
         raise ShardError(f"{path}: no index — build the mix first (imp-data build RECIPE)")
     return pl.read_parquet(path)

@@ -18,6 +18,7 @@ import polars as pl
 
 from imp_data.core.errors import ShardError
 from imp_data.core.io import atomic_path
+from imp_data.core.layout import MixDir
 from imp_data.core.paths import contained, name_part
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a key may be to become a file name (plan keys are digits)
@@ -40,7 +41,7 @@ def _samples(mix_dir: Path, index: pl.DataFrame):
     """(key, record, jpg bytes or None) in index order, each member read at its offset and verified."""
     cols = set(index.columns)
     for (name,), rows in index.partition_by("shard_name", as_dict=True, maintain_order=True).items():
-        shard = contained(mix_dir / "shards", name_part(str(name), "shard name"))
+        shard = contained(MixDir(mix_dir).shards, name_part(str(name), "shard name"))
         with open(shard, "rb") as f:
             for r in rows.iter_rows(named=True):
                 key = str(r["key"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from imp_data.core.errors import ShardError
 from imp_data.core.io import file_sha256, read_table
+from imp_data.core.layout import MixDir
 
 
 def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict, bytes | None]]:
@@ -46,8 +47,8 @@ def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict, bytes | None]]:
 def verify_mix(mix_dir: Path, *, checksums: bool = True) -> list[str]:
     """Problems found comparing index.parquet, index.wids.json and the tars (empty list = consistent)."""
     problems: list[str] = []
-    index_path = mix_dir / "index.parquet"
-    wids_path = mix_dir / "shards" / "index.wids.json"
+    index_path = MixDir(mix_dir).index
+    wids_path = MixDir(mix_dir).wids
     if not index_path.is_file():
         return [f"{index_path}: missing — build the mix first"]
     index = read_table(index_path)
@@ -59,7 +60,7 @@ def verify_mix(mix_dir: Path, *, checksums: bool = True) -> list[str]:
     if wids is not None and set(listed) != set(per_shard):
         problems.append(f"{wids_path}: shard list differs from index.parquet")
     for name, rows in sorted(per_shard.items()):
-        tar = mix_dir / "shards" / name
+        tar = MixDir(mix_dir).shards / name
         if not tar.is_file():
             problems.append(f"{tar}: listed in the index but missing")
             continue

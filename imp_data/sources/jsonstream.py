@@ -305,7 +305,8 @@ def iter_jsonl(path: str | Path) -> Iterator[Any]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as err:
-                raise SourceFormatError(f"{path}: malformed JSON on line {lineno}, column {err.colno}: {err.msg}") from None
+                raise SourceFormatError(f"{path}: malformed JSON on line {lineno}, column {err.colno}: "
+                                        f"{err.msg}") from None
 
 
 def read_json(path: str | Path) -> Any:
@@ -315,7 +316,8 @@ def read_json(path: str | Path) -> Any:
         with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as err:
-        raise SourceFormatError(f"{path}: malformed JSON at character {err.pos} (line {err.lineno}): {err.msg}") from None
+        raise SourceFormatError(f"{path}: malformed JSON at character {err.pos} (line {err.lineno}): "
+                                f"{err.msg}") from None
     except UnicodeDecodeError as err:
         raise SourceFormatError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except RecursionError:

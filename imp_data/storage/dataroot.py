@@ -124,7 +124,8 @@ class RemoteRoot:
         try:
             return Path(path).resolve().relative_to(self.cache).as_posix()
         except ValueError:
-            raise ImpDataError(f"{path}: outside the data root's cache {self.cache}; only files under it sync") from None
+            raise ImpDataError(f"{path}: outside the data root's cache {self.cache}; "
+                               "only files under it sync") from None
 
     # ---- push --------------------------------------------------------------------------------------
 

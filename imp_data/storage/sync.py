@@ -139,8 +139,7 @@ def pull_built_mix(remote, layout, mix: str) -> None:
 
 
 def _pull_built_mix(remote, layout, mix: str) -> None:
-    remote.pull(mix_unit(mix, "plan"))  # the tiny tokenizer trains on the plan's texts
-    remote.pull(mix_unit(mix, "index"))
+    remote.pull(mix_unit(mix, "index"))  # the shards and their index: all training reads (not the plan)
     index = layout.index(mix)
     if index.is_file():
         for shard in pl.read_parquet(index, columns=["shard"])["shard"].unique().sort().to_list():
@@ -164,10 +163,10 @@ def _nothing(ctx, subject: str) -> None:
     return None
 
 
-STAGES: dict[str, tuple[Callable, Callable]] = {
+PULL_PUSH: dict[str, tuple[Callable, Callable]] = {  # by stage name (imp_data.core.stages)
     "fetch": (_pull_fetch, _push_raw),
     "normalize": (_pull_own_normalized, _push_normalized),
-    "downloads": (_nothing, _push_raw),
+    "download": (_nothing, _push_raw),
     "select": (_pull_selection, _push_selection),
     "render": (_pull_render, _push_render),
     "dedup": (_pull_dedup, _push_removals),
@@ -179,7 +178,7 @@ STAGES: dict[str, tuple[Callable, Callable]] = {
 
 def synced(stage: str):
     """Decorator: run the stage between its pull and its push when the data root is remote."""
-    pull, push = STAGES[stage]
+    pull, push = PULL_PUSH[stage]
 
     def wrap(fn):
         @functools.wraps(fn)
@@ -219,3 +218,19 @@ def pull_renders(ctx, mix: str, cache_keys: list[str]) -> None:
 def push_shard(ctx, mix: str, shard: int) -> None:
     files = ctx.layout.mix_files(mix)
     ctx.remote.push(shard_unit(mix, shard), [files.shard(shard, mix), files.index_part(shard)])
+
+
+# ---- training ---------------------------------------------------------------------------------------
+
+
+def local_data_root_for_training(data_root: str | Path, cache: str | Path | None, mix: str) -> Path:
+    """The local directory a training job reads `mix` from: a path (or `file://` URL) is its own; a remote
+    root is its cache, once the built mix is pulled into it. The one pull-before-train path of
+    `imp-data train` and the Dagster checkpoint asset."""
+    from imp_data.core.layout import Layout
+    from imp_data.storage.dataroot import open_data_root
+
+    local, remote = open_data_root(data_root, cache)
+    if remote is not None:
+        pull_built_mix(remote, Layout(local), mix)
+    return local

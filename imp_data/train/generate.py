@@ -23,7 +23,7 @@ import torch
 from imp_data.images import render_image
 from imp_data.train.checkpoint import load_trainable, resolve_checkpoint
 from imp_data.train.config import run_from_dict
-from imp_data.train.data import decode_pixels
+from imp_data.train.pixels import decode_pixels
 from imp_data.train.template import IMAGE_TOKEN, prompt_phi2, tokenizer_image_token
 
 

@@ -8,18 +8,21 @@ CUDA (fp32 on CPU), DDP under torchrun (nccl on GPU, gloo on CPU). Every checkpo
 weights, optimizer, scheduler, loader position and each rank's RNG states, so a killed run continues with
 the same batches and the same losses.
 
-The one design choice: everything a run needs is built by the small `build_*` functions above the loop
-(tokenizer, model, loader, optimizer), which the tests, the eval job and the throughput bench reuse.
+The one design choice: everything a run needs is built by the small `build_*` functions at the top
+(tokenizer, model, loader, optimizer), which the tests, the eval job and the benches reuse; `Trainer` holds
+one rank's run between steps, and `train` is the loop (nanoGPT's shape: set up, then step, log and
+checkpoint until the one stop condition holds). A run reads nothing of its mix but the shards.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +42,11 @@ from imp_data.train.checkpoint import (
 )
 from imp_data.train.config import RunConfig, load_run
 from imp_data.train.data import ShardLoader, make_loader
+from imp_data.train.flops import flop_counts, peak_flops
 from imp_data.train.model import ImpModel, ModelSpec
-from imp_data.train.packing import position_counts
 from imp_data.train.precision import Precision, set_tf32
+from imp_data.train.runlog import StepLog
 from imp_data.train.tokenizer import load_tokenizer, train_tiny_tokenizer
-
-# dense bf16 peak per GPU, for MFU (spec sheets, no sparsity)
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
-
 
 # ---------------------------------------------------------------------------------------------------------
 # building blocks (also used by the tests, the eval job and bench/train_throughput.py)
@@ -72,17 +72,18 @@ def mix_render(source: Path | ShardLoader) -> dict | None:
 
 
 def build_tokenizer(cfg: RunConfig, data_root: Path, run_dir: Path):
-    """The run's tokenizer; a tiny BPE is trained once on the mix's texts and kept in RUN/tokenizer."""
+    """The run's tokenizer, kept in RUN/tokenizer. A tiny BPE trains on the texts the mix's shards carry (every
+    turn of every KEY.json, in index order: the plan's texts, in its order), so a run needs no build tables."""
     saved = Path(run_dir) / "tokenizer"
     if saved.is_dir():
         return load_tokenizer(saved)
     if cfg.model.tokenizer:
         tokenizer = load_tokenizer(cfg.model.tokenizer)
     else:
-        import polars as pl  # here: the GPU check imports this module where polars is not installed
-
-        plan = pl.read_parquet(mix_dir(cfg, data_root) / "plan.parquet", columns=["conversations"])
-        texts = [t["value"] for conv in plan["conversations"].to_list() for t in conv]
+        loader = make_loader(mix_dir(cfg, data_root), encode=None, collate=list, batch_size=1, seed=0,
+                             on_corrupt=cfg.train.on_corrupt, verify=not cfg.train.trust_shards)
+        texts = [turn["value"] for record in loader.records() for turn in record["conversations"]]
+        loader.close()
         tokenizer = train_tiny_tokenizer(texts, cfg.model.tokenizer_vocab_size)
     tokenizer.save_pretrained(saved)
     return tokenizer
@@ -160,96 +161,184 @@ def forward_loss(model, batch: dict, device: torch.device, packed: bool = False,
                      pixel_values=batch.get("pixel_values"), packed=packed).loss
 
 
-def llm_tokens(batch: dict, num_patches: int) -> int:
-    """Sequence positions the LLM processes: text tokens plus `num_patches` per image."""
-    n_images = 0 if batch.get("pixel_values") is None else len(batch["pixel_values"])
-    return int(batch["attention_mask"].sum()) + n_images * (num_patches - 1)
+# ---------------------------------------------------------------------------------------------------------
+# the processes of a run
+
+@dataclass
+class Ranks:
+    """This process's place in the job (torchrun's environment; one rank without it) and what `start` changed."""
+
+    rank: int
+    world: int
+    device: torch.device
+    owns_group: bool  # a caller that set up the process group (several runs in one process) keeps it
+    threads: int  # the CPU threads before the run, put back by `close`
+
+    @classmethod
+    def start(cls, cfg: RunConfig) -> Ranks:
+        """Take the device and the CPU threads the run asks for, and join the process group."""
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            set_tf32(cfg.train.tf32)
+        threads = torch.get_num_threads()
+        if device.type == "cpu" and cfg.train.cpu_threads:
+            torch.set_num_threads(cfg.train.cpu_threads)
+        owns_group = world > 1 and not torch.distributed.is_initialized()
+        if owns_group:
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(rank, world, device, owns_group, threads)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def gather(self, obj) -> list:
+        """`obj` of every rank, in rank order (every rank takes part)."""
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def mean(self, value: float) -> float:
+        """The mean of `value` over the ranks (every rank takes part)."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], device=self.device, dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return t.item() / self.world
+
+    def close(self) -> None:
+        if self.owns_group:
+            torch.distributed.destroy_process_group()
+        torch.set_num_threads(self.threads)
 
 
-def flop_counts(model: ImpModel) -> dict:
-    """The parameter counts `step_flops` needs, taken once."""
-    llm = model.llm.config
-    return {"llm": sum(p.numel() for n, p in model.llm.named_parameters() if "embed_tokens" not in n),
-            "llm_trainable": sum(p.numel() for p in model.llm.parameters() if p.requires_grad),
-            "vision": sum(p.numel() for p in model.vision_tower.parameters()),
-            "projector": sum(p.numel() for p in model.mm_projector.parameters()),
-            "layers": llm.num_hidden_layers, "width": llm.hidden_size, "num_patches": model.num_patches}
+# ---------------------------------------------------------------------------------------------------------
+# one rank's run: set up, step, log, checkpoint
 
+class Trainer:
+    """One rank's run between steps: what setup built and where the run stands (`step` of `total`)."""
 
-def step_flops(counts: dict, tokens: int, n_images: int, seq_len: float) -> float:
-    """FLOPs one training pass needs (recompute not counted): the LLM forward (2N per token) and its
-    backward to the activations (2N; always run, to reach the projector), weight gradients (2N) of the
-    trainable LLM weights only, attention scores forward + backward (12·layers·width·seq per token), the
-    frozen tower's forward (2N per patch) and the projector's forward + backward (6N per patch).
+    def __init__(self, cfg: RunConfig, root: Path, ranks: Ranks, *, resume: bool):
+        """Set up: tokenizer, model, loader, optimizer, precision; then resume or seed a fresh start."""
+        self.cfg, self.ranks, self.run_dir = cfg, ranks, root / "runs" / cfg.name
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        rank, world, device = ranks.rank, ranks.world, ranks.device
+        tokenizer = build_tokenizer(cfg, root, self.run_dir) if rank == 0 else None
+        ranks.barrier()  # rank 0 trains/saves the tokenizer; the others read the saved one
+        tokenizer = tokenizer or build_tokenizer(cfg, root, self.run_dir)
+        self.model = model = build_model(cfg, tokenizer, root).to(device)
+        self.loader = make_run_loader(cfg, tokenizer, model, root, rank, world)
+        render = mix_render(self.loader)
+        if render and render["resolution"] != model.image_size:
+            raise ImpDataError(f"{mix_dir(cfg, root)}: images are {render['resolution']} px but the vision tower "
+                               f"takes {model.image_size} px — render the mix at {model.image_size} or change "
+                               "model.vision")
+        if len(self.loader) == 0:
+            raise ImpDataError(f"{mix_dir(cfg, root)}: fewer samples than one batch per rank — "
+                               f"lower train.batch_size ({cfg.train.batch_size})")
+        self.total = cfg.train.max_steps or max(1, len(self.loader) // cfg.train.grad_accum) * cfg.train.epochs
+        self.optimizer, self.scheduler = build_optimizer(cfg, model, self.total)
+        self.amp = Precision(cfg.train.precision, device)
+        ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
+        self.ddp_model = nn.parallel.DistributedDataParallel(model, **ddp_kwargs) if world > 1 else model
+        ckpt = self._resume() if resume else self._seed()
+        self.meta = {"config": cfg.to_dict(), "stage": cfg.stage, "mix": cfg.mix, "world_size": world,
+                     "tokenizer": str(self.run_dir / "tokenizer"), "image": render,
+                     "num_patches": model.num_patches}
+        self.log = StepLog(self.run_dir / "log.jsonl" if rank == 0 else None, step=self.step, total=self.total,
+                           resumed=ckpt is not None, world=world, counts=flop_counts(model), peak=peak_flops(device),
+                           packing=cfg.train.packing)
+        if rank == 0:
+            n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            n_all = sum(p.numel() for p in model.parameters())
+            print(f"[train] {cfg.name}: stage {cfg.stage} on {cfg.mix}, {len(self.loader)} batches/epoch/rank x "
+                  f"{world} rank(s), {self.total} steps from step {self.step}; {n_train:,} of {n_all:,} "
+                  f"parameters trainable; {device}")
+        model.train()
+        self.loss_sum = torch.zeros((), device=device)
 
-    Example:
-        >>> c = {"llm": 100, "llm_trainable": 10, "vision": 50, "projector": 5, "layers": 2, "width": 4,
-        ...      "num_patches": 3}
-        >>> step_flops(c, tokens=10, n_images=1, seq_len=10)
-        14190
-    """
-    attention = 12 * counts["layers"] * counts["width"] * seq_len
-    patches = counts["num_patches"] * n_images
-    return ((4 * counts["llm"] + 2 * counts["llm_trainable"] + attention) * tokens
-            + 2 * counts["vision"] * patches + 6 * counts["projector"] * patches)
+    def _seed(self) -> None:
+        """A fresh start: step 0, and each rank its own dropout stream."""
+        self.step = 0
+        seed = self.cfg.train.seed + self.ranks.rank
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
 
+    def _resume(self) -> Path:
+        """Continue from the latest checkpoint: weights, optimizer, schedule, loader, precision, this rank's RNG."""
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            raise ImpDataError(f"{self.run_dir}: nothing to resume (no checkpoint) — run without --resume")
+        state = load_resume_state(ckpt)
+        if len(state["rng"]) != self.ranks.world:
+            raise ImpDataError(f"{ckpt}: written by {len(state['rng'])} ranks — resume with the same world size")
+        load_trainable(self.model, ckpt)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.loader.load_state_dict(state["loader"])
+        self.amp.load_state_dict(state.get("scaler"))
+        set_rng_state(state["rng"][self.ranks.rank])
+        self.step = state["step"]
+        return ckpt
 
-def clock(seconds: float) -> str:
-    """Seconds as h:mm:ss, for the ETA.
+    def batches(self) -> Iterator[dict]:
+        """This rank's batches from where the loader stands, epoch after epoch."""
+        while True:
+            yield from self.loader
+            self.loader.set_epoch(self.loader.epoch + 1)
 
-    Example:
-        >>> clock(3725)
-        '1:02:05'
-    """
-    minutes, sec = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}"
+    def micro_step(self, batch: dict, *, sync: bool) -> None:
+        """Forward and backward of one micro-batch; its gradients add to the step's. DDP all-reduces them only
+        on the micro-batch that ends a step (`sync`)."""
+        train = self.cfg.train
+        with self.ddp_model.no_sync() if self.ranks.world > 1 and not sync else nullcontext():
+            loss = forward_loss(self.ddp_model, batch, self.ranks.device, packed=train.packing, precision=self.amp)
+            self.amp.backward(loss / train.grad_accum)
+        self.loss_sum += loss.detach().float()  # no .item() here: it would sync the GPU every micro-batch
+        self.log.count(batch)
 
+    def update(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip, step the optimizer and the schedule: step done. Returns (its micro-batch losses summed,
+        the gradient norm)."""
+        grad_norm = self.amp.step(self.optimizer, [p for p in self.model.parameters() if p.requires_grad],
+                                  self.cfg.train.max_grad_norm)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        loss, self.loss_sum = self.loss_sum, torch.zeros((), device=self.ranks.device)
+        # Crash-test hook: slow steps down so a test can SIGKILL the run between checkpoints.
+        time.sleep(float(os.environ.get("IMP_DATA_THROTTLE_STEPS", "0")))
+        return loss, grad_norm
 
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in sorted(PEAK_FLOPS.items(), key=lambda kv: -len(kv[0])) if k in name), None)
+    def log_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """One log line: the loss averaged over micro-batches and ranks (every rank takes part)."""
+        mean_loss = self.ranks.mean(loss.item() / self.cfg.train.grad_accum)
+        self.log.write(self.step, epoch=self.loader.epoch, loss=mean_loss, lr=self.scheduler.get_last_lr()[-1],
+                       grad_norm=grad_norm, skipped=self.loader.skipped)
 
+    def save(self) -> None:
+        """Checkpoint this step: every rank hands in its RNG states, rank 0 writes."""
+        rngs = self.ranks.gather(rng_state())
+        if self.ranks.rank == 0:
+            save_checkpoint(self.run_dir, self.step, model=self.model, optimizer=self.optimizer,
+                            scheduler=self.scheduler, loader_state=self.loader.state_dict(), rng_states=rngs,
+                            meta=self.meta, scaler=self.amp.state_dict())
+        self.ranks.barrier()
 
-def _all_ranks(obj, world: int) -> list:
-    if world == 1:
-        return [obj]
-    out = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    return out
-
-
-def _mean(value: float, world: int, device: torch.device) -> float:
-    if world == 1:
-        return value
-    t = torch.tensor([value], device=device, dtype=torch.float64)
-    torch.distributed.all_reduce(t)
-    return t.item() / world
+    def close(self) -> None:
+        self.log.close()
+        if self.ranks.rank == 0:
+            print(f"[train] {self.cfg.name}: stopped at step {self.step}/{self.total} -> {self.run_dir}")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # the loop
-
-def truncate_log(path: Path, step: int) -> None:
-    """Keep the log lines up to `step`: a run killed after its last checkpoint logged steps that the resumed
-    run does again, and they must not appear twice."""
-    from imp_data.core.io import write_text_atomic
-
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = []
-    for line in lines:
-        try:
-            if json.loads(line)["step"] > step:
-                break
-        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
-            break
-        kept.append(line)
-    if len(kept) != len(lines):
-        write_text_atomic(path, "".join(kept))
-
 
 def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str | Path | None = None) -> Path:
     """Train a run recipe (`manifests/runs/*.yaml`) on its mix; returns the run directory DATA/runs/NAME.
@@ -260,162 +349,21 @@ def train(run: str | Path, *, resume: bool = False, overrides=(), data_root: str
         overrides: `a.b=value` settings applied to the recipe (`--set`).
         data_root: where `mixes/` are and `runs/` go (default: the recipe's `data_root`).
     """
-    # ---- config and processes
     cfg = load_run(run, list(overrides))
-    root = Path(data_root or cfg.data_root).resolve()
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        set_tf32(cfg.train.tf32)
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and cfg.train.cpu_threads:
-        torch.set_num_threads(cfg.train.cpu_threads)
-    # a caller that set up the process group (e.g. several runs in one process) keeps it; else it is ours
-    owns_group = world > 1 and not torch.distributed.is_initialized()
-    if owns_group:
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    barrier = torch.distributed.barrier if world > 1 else (lambda: None)
-    run_dir = root / "runs" / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    # ---- tokenizer, model, data, optimizer
-    tokenizer = build_tokenizer(cfg, root, run_dir) if rank == 0 else None
-    barrier()  # rank 0 trains/saves the tokenizer; the others read the saved one
-    tokenizer = tokenizer or build_tokenizer(cfg, root, run_dir)
-    model = build_model(cfg, tokenizer, root).to(device)
-    loader = make_run_loader(cfg, tokenizer, model, root, rank, world)
-    render = mix_render(loader)
-    if render and render["resolution"] != model.image_size:
-        raise ImpDataError(f"{mix_dir(cfg, root)}: images are {render['resolution']} px but the vision tower takes "
-                           f"{model.image_size} px — render the mix at {model.image_size} or change model.vision")
-    if len(loader) == 0:
-        raise ImpDataError(f"{mix_dir(cfg, root)}: fewer samples than one batch per rank — "
-                           f"lower train.batch_size ({cfg.train.batch_size})")
-    total = cfg.train.max_steps or max(1, len(loader) // cfg.train.grad_accum) * cfg.train.epochs
-    optimizer, scheduler = build_optimizer(cfg, model, total)
-    amp = Precision(cfg.train.precision, device)
-    ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
-    train_model = nn.parallel.DistributedDataParallel(model, **ddp_kwargs) if world > 1 else model
-
-    # ---- resume (or a fresh start)
-    step, epoch = 0, 0
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if resume and ckpt is None:
-        raise ImpDataError(f"{run_dir}: nothing to resume (no checkpoint) — run without --resume")
-    if ckpt is not None:
-        state = load_resume_state(ckpt)
-        if len(state["rng"]) != world:
-            raise ImpDataError(f"{ckpt}: written by {len(state['rng'])} ranks — resume with the same world size")
-        load_trainable(model, ckpt)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        loader.load_state_dict(state["loader"])
-        amp.load_state_dict(state.get("scaler"))
-        set_rng_state(state["rng"][rank])
-        step, epoch = state["step"], state["loader"]["epoch"]
-    else:  # each rank its own dropout stream
-        random.seed(cfg.train.seed + rank)
-        np.random.seed(cfg.train.seed + rank)
-        torch.manual_seed(cfg.train.seed + rank)
-    meta = {"config": cfg.to_dict(), "stage": cfg.stage, "mix": cfg.mix, "world_size": world,
-            "tokenizer": str(run_dir / "tokenizer"), "image": render,
-            "num_patches": model.num_patches}
-    peak, counts = peak_flops(device), flop_counts(model)
-    log = None
-    if rank == 0:  # a fresh start: a fresh log; a resume: the log as it was at the checkpoint
-        if ckpt is not None:
-            truncate_log(run_dir / "log.jsonl", step)
-        log = open(run_dir / "log.jsonl", "a" if ckpt else "w")
-    if rank == 0:
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        n_all = sum(p.numel() for p in model.parameters())
-        print(f"[train] {cfg.name}: stage {cfg.stage} on {cfg.mix}, {len(loader)} batches/epoch/rank x {world} "
-              f"rank(s), {total} steps from step {step}; {n_train:,} of {n_all:,} parameters trainable; {device}")
-
-    def save(at: int) -> None:
-        rngs = _all_ranks(rng_state(), world)  # every rank takes part; rank 0 writes
-        if rank == 0:
-            save_checkpoint(run_dir, at, model=model, optimizer=optimizer, scheduler=scheduler,
-                            loader_state=loader.state_dict(), rng_states=rngs, meta=meta, scaler=amp.state_dict())
-        barrier()
-
-    # ---- steps
-    model.train()
-    micro, loss_sum, saved_at = 0, torch.zeros((), device=device), step if ckpt is not None else -1
-    window = {"t": time.time(), "samples": 0, "tokens": 0, "positions": 0, "flops": 0.0, "truncated": 0, "mismatch": 0}
-    started, first_step = time.time(), step  # the ETA is this process's rate over the steps left
-    while step < total:
-        for batch in loader:
-            micro += 1
-            last_micro = micro % cfg.train.grad_accum == 0
-            # DDP: all-reduce gradients only on the micro-batch that ends a step
-            with train_model.no_sync() if world > 1 and not last_micro else nullcontext():
-                loss = forward_loss(train_model, batch, device, packed=cfg.train.packing, precision=amp)
-                amp.backward(loss / cfg.train.grad_accum)
-            loss_sum += loss.detach().float()  # no .item() here: it would sync the GPU every micro-batch
-            tokens, positions, attended = position_counts(batch, model.num_patches, cfg.train.packing)
-            n_images = 0 if batch["pixel_values"] is None else len(batch["pixel_values"])
-            window["samples"] += len(batch["input_ids"])
-            window["tokens"] += tokens
-            window["positions"] += positions  # computed by the LLM: tokens + padding
-            window["flops"] += step_flops(counts, tokens, n_images, attended)
-            for key in ("truncated", "mismatch"):
-                window[key] += batch["stats"][key]
-            if not last_micro:
-                continue
-            grad_norm = amp.step(optimizer, [p for p in model.parameters() if p.requires_grad],
-                                 cfg.train.max_grad_norm)
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            # Crash-test hook: slow steps down so a test can SIGKILL the run between checkpoints.
-            time.sleep(float(os.environ.get("IMP_DATA_THROTTLE_STEPS", "0")))
-
-            # ---- log
-            if step % cfg.train.log_every == 0 or step == total:
-                mean_loss = _mean(loss_sum.item() / cfg.train.grad_accum, world, device)
-                if rank == 0:
-                    dt = max(time.time() - window["t"], 1e-9)
-                    record = {"step": step, "epoch": loader.epoch, "loss": round(mean_loss, 6),
-                              "lr": scheduler.get_last_lr()[-1], "grad_norm": round(float(grad_norm), 4),
-                              "samples_per_s": round(window["samples"] * world / dt, 2),
-                              "tokens_per_s": round(window["tokens"] * world / dt, 1),
-                              "padding_share": round(1 - window["tokens"] / max(window["positions"], 1), 4),
-                              "eta_s": round((total - step) * (time.time() - started) / (step - first_step)),
-                              "skipped": loader.skipped, "truncated": window["truncated"],
-                              "mismatch": window["mismatch"]}
-                    if peak:
-                        record["mfu"] = round(window["flops"] / dt / peak, 4)
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                    mfu = f" | mfu {record['mfu']:.1%}" if peak else ""
-                    print(f"step {step}/{total} | loss {mean_loss:.4f} | lr {record['lr']:.2e} | "
-                          f"{record['samples_per_s']:.1f} samples/s | {record['tokens_per_s']:,.0f} tok/s{mfu} | "
-                          f"padding {record['padding_share']:.1%} | eta {clock(record['eta_s'])}")
-                window.update(t=time.time(), samples=0, tokens=0, positions=0, flops=0.0, truncated=0, mismatch=0)
-            loss_sum.zero_()
-
-            # ---- checkpoint
-            stop = step >= total or (cfg.train.stop_after is not None and step >= cfg.train.stop_after)
-            if stop or (cfg.train.save_every and step % cfg.train.save_every == 0):
-                save(step)
-                saved_at = step
-            if stop:
-                break
-        if step >= total or (cfg.train.stop_after is not None and step >= cfg.train.stop_after):
-            break
-        epoch += 1
-        loader.set_epoch(epoch)
-
-    # ---- end
-    if saved_at != step:
-        save(step)
-    if rank == 0:
-        log.close()
-        print(f"[train] {cfg.name}: stopped at step {step}/{total} -> {run_dir}")
-    if owns_group:
-        torch.distributed.destroy_process_group()
-    torch.set_num_threads(threads)
-    return run_dir
+    ranks = Ranks.start(cfg)
+    t = Trainer(cfg, Path(data_root or cfg.data_root).resolve(), ranks, resume=resume)
+    batches, accum = t.batches(), cfg.train.grad_accum
+    stop = t.step >= t.total  # resuming a finished run: nothing left to do
+    while not stop:
+        for micro in range(accum):
+            t.micro_step(next(batches), sync=micro == accum - 1)
+        loss, grad_norm = t.update()
+        if t.step % cfg.train.log_every == 0 or t.step == t.total:
+            t.log_step(loss, grad_norm)
+        stop = t.step >= t.total or (cfg.train.stop_after is not None and t.step >= cfg.train.stop_after)
+        if stop or (cfg.train.save_every and t.step % cfg.train.save_every == 0):
+            t.save()
+    batches.close()  # ends the loader's worker processes
+    t.close()
+    ranks.close()
+    return t.run_dir

@@ -78,7 +78,7 @@ class ImpModel(nn.Module):
                              f"{self.image_size} px: render the mix at that resolution")
         dtype = next(self.vision_tower.parameters()).dtype
         if pixel_values.dtype == torch.uint8:  # the loader's images, normalised here, on the model's device
-            from imp_data.train.data import normalize_pixels
+            from imp_data.train.pixels import normalize_pixels
 
             pixel_values = normalize_pixels(pixel_values, dtype)
         return self.vision_tower(pixel_values=pixel_values.to(dtype)).last_hidden_state

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
 from imp_data.cli import main
 from imp_data.core.layout import Layout
 from imp_data.core.paths import PathEscapeError, contained
-from tests.conftest import DEMO_RECIPE, guarded_env
+from tests.conftest import DEMO_RECIPE, edited_demo_recipe, guarded_env
 
 NAME_RULE = "mix names must match ^[a-z][a-z0-9_]*$ (the name becomes a folder name)"
 
@@ -39,15 +38,6 @@ def imp(*args, prelude: str = "") -> subprocess.CompletedProcess:
            if prelude else [sys.executable, "-m", "imp_data.cli"])
     return subprocess.run([*cmd, *map(str, args)], check=False, capture_output=True, text=True, timeout=300,
                           env=guarded_env({"IMP_DATA_PROGRESS": "0", "PATH": "/usr/bin:/bin"}))
-
-
-def demo_recipe(folder: Path, edit) -> Path:
-    """A copy of the demo recipe changed by `edit(raw)`, written outside the roots (it is an input)."""
-    raw = yaml.safe_load(DEMO_RECIPE.read_text())
-    edit(raw)
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 @pytest.fixture
@@ -74,7 +64,8 @@ RECIPE_CASES = {
     "duplicate rule names": (
         stage2_source("llava_665k", drop=[{"name": "textcaps", "image_prefix": "textvqa/"},
                                           {"name": "textcaps", "text_only": True}]),
-        "mixes.demo_stage2.sources.llava_665k.drop: rules 0 and 1 are both named 'textcaps': each rule needs its own name"),
+        "mixes.demo_stage2.sources.llava_665k.drop: rules 0 and 1 are both named 'textcaps': "
+        "each rule needs its own name"),
     "rule named not_sampled": (
         stage2_source("llava_665k", drop=[{"name": "not_sampled", "image_prefix": "textvqa/"}]),
         ("mixes.demo_stage2.sources.llava_665k.drop.0.name: 'not_sampled' is reserved (take-N records the records it "
@@ -100,7 +91,7 @@ RECIPE_CASES = {
 def test_recipe_problems_are_found_before_any_work(case, roots, inputs):
     """`validate` names the problem with its YAML path; `build` refuses the recipe before writing anything."""
     edit, problem = RECIPE_CASES[case]
-    recipe = demo_recipe(inputs, edit)
+    recipe = edited_demo_recipe(inputs, edit)
     listing = f"{recipe}: 1 problem(s) in recipe:\n  - {problem}\n"
     check = imp("validate", recipe)
     assert (check.returncode, check.stdout) == (1, f"{listing}1 path(s) checked: 1 problem(s)\n"), check.stdout
@@ -270,12 +261,14 @@ def test_read_only_data_root_by_chmod(roots):
         out = imp("build", DEMO_RECIPE, "--data-root", roots.data, "--quiet")
     finally:
         roots.data.chmod(0o755)
-    assert (out.returncode, out.stderr) == (1, (f"imp-data build: error: {roots.data / '.imp-data'}: Permission denied — "
-                                               f"the data root {roots.data} is read-only: choose a writable --data-root\n"))
+    assert (out.returncode, out.stderr) == (1, (f"imp-data build: error: {roots.data / '.imp-data'}: "
+                                               f"Permission denied — the data root {roots.data} is read-only: "
+                                               "choose a writable --data-root\n"))
 
 
-BUG = "import imp_data.shards.export as e\ndef boom(*a):\n    raise RuntimeError('the disk controller\\nis on fire')\n" \
-      "e.export_llava = boom"
+BUG = ("import imp_data.shards.export as e\ndef boom(*a):\n"
+       "    raise RuntimeError('the disk controller\\nis on fire')\n"
+       "e.export_llava = boom")
 
 
 def test_unexpected_error_is_one_line_and_debug_shows_the_traceback(demo_build, roots):
@@ -299,7 +292,7 @@ def test_policies_fail_the_build_after_the_report(demo_build, roots, inputs):
     def strict(raw):
         raw["max_reject_rate"] = 0.0
         raw["mixes"]["demo_stage2"]["decontaminate"].update(drop=False, max_remaining=0)
-    out = imp("build", demo_recipe(inputs, strict), "--data-root", roots.data, "--mix", "demo_stage2", "--quiet")
+    out = imp("build", edited_demo_recipe(inputs, strict), "--data-root", roots.data, "--mix", "demo_stage2", "--quiet")
     layout = Layout(roots.data)
     stats = json.loads(layout.stats("demo_stage2").read_text())
     t, left, report = stats["totals"], stats["contamination"]["remaining"], layout.report("demo_stage2")
