@@ -37,9 +37,12 @@ class Layout:
     def mix_files(self, mix: str) -> MixDir:
         return MixDir(self.mix(mix))
 
+    def runs(self) -> Path:
+        return self.root / "runs"
+
     def run(self, name: str) -> Path:
         """A training run's folder (`imp-data train`): checkpoints, log, eval answers and metrics."""
-        return contained(self.root / "runs", name_part(name, "run"))
+        return contained(self.runs(), name_part(name, "run"))
 
     def run_eval(self, name: str) -> Path:
         """What `imp-data eval` wrote for a run: answers, uploads, metrics.json and metrics.md."""

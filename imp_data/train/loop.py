@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from imp_data.core.errors import ImpDataError
+from imp_data.core.layout import Layout, MixDir
 from imp_data.train.batching import make_collate, make_encode
 from imp_data.train.checkpoint import (
     latest_checkpoint,
@@ -52,8 +53,8 @@ from imp_data.train.tokenizer import load_tokenizer, train_tiny_tokenizer
 # building blocks (also used by the tests, the eval job and bench/train_throughput.py)
 
 def mix_dir(cfg: RunConfig, data_root: Path) -> Path:
-    path = Path(data_root) / "mixes" / cfg.mix
-    if not (path / "index.parquet").is_file():
+    path = Layout(Path(data_root)).mix(cfg.mix)
+    if not MixDir(path).index.is_file():
         raise ImpDataError(f"{path}: no shards for mix {cfg.mix!r} — build it first (imp-data build RECIPE)")
     return path
 
@@ -107,7 +108,7 @@ def build_model(cfg: RunConfig, tokenizer, data_root: Path | None = None, *, ini
     if cfg.stage == 2:
         if cfg.model.init_projector and init_projector:
             source = Path(cfg.model.init_projector)
-            load_projector(model, source if source.is_absolute() else Path(data_root) / "runs" / source)
+            load_projector(model, source if source.is_absolute() else Layout(Path(data_root)).runs() / source)
         from imp_data.train.lora import add_lora
 
         with torch.random.fork_rng():  # LoRA's A matrices are random too: same seed, same start
@@ -225,7 +226,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, root: Path, ranks: Ranks, *, resume: bool):
         """Set up: tokenizer, model, loader, optimizer, precision; then resume or seed a fresh start."""
-        self.cfg, self.ranks, self.run_dir = cfg, ranks, root / "runs" / cfg.name
+        self.cfg, self.ranks, self.run_dir = cfg, ranks, Layout(root).run(cfg.name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         rank, world, device = ranks.rank, ranks.world, ranks.device
         tokenizer = build_tokenizer(cfg, root, self.run_dir) if rank == 0 else None

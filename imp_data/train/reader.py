@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from imp_data.core.errors import ShardError
+from imp_data.core.layout import MixDir
 from imp_data.train.pixels import decode_image
 
 INDEX_COLUMNS = ["key", "shard_name", "json_offset", "json_size", "jpg_offset", "jpg_size", "width", "height",
@@ -54,7 +55,8 @@ class ShardIndex:
         """The index of `mix_dir`; with `verify`, its per-member hashes too (a mix without them is refused)."""
         import polars as pl  # here, not at the top: the GPU check (bench/gpu_check.py) runs without polars
 
-        path = mix_dir / "index.parquet"
+        files = MixDir(mix_dir)
+        path = files.index
         if not path.is_file():
             raise ShardError(f"{path}: no shard index — build the mix first (imp-data build RECIPE)")
         schema = pl.read_parquet_schema(path)
@@ -66,9 +68,9 @@ class ShardIndex:
         frame = pl.read_parquet(path, columns=INDEX_COLUMNS + (HASH_COLUMNS if verify else []))
         names = frame["shard_name"].unique(maintain_order=True)
         col = lambda c, fill=-1: frame[c].fill_null(fill).to_numpy().astype(np.int64)  # noqa: E731
-        wids = mix_dir / "shards" / "index.wids.json"
+        wids = files.wids
         listed = json.loads(wids.read_text())["shardlist"] if wids.is_file() else []
-        index = cls(shards_dir=mix_dir / "shards", keys=frame["key"].to_numpy(),
+        index = cls(shards_dir=files.shards, keys=frame["key"].to_numpy(),
                     shard=frame["shard_name"].cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int32),
                     names=names.to_list(), json_offset=col("json_offset"), json_size=col("json_size"),
                     jpg_offset=col("jpg_offset"), jpg_size=col("jpg_size", 0), width=col("width"),
