@@ -32,7 +32,12 @@ class Layout:
         return contained(self.root / "rejects", f"{name_part(source, 'source')}.parquet")
 
     def mix(self, mix: str) -> Path:
+        """A mix's folder, to write into: it must stay under mixes/ (no symlink leading out)."""
         return contained(self.root / "mixes", name_part(mix, "mix"))
+
+    def mix_to_read(self, mix: str) -> Path:
+        """A mix's folder, to read (training): it may be a symlink to a mix built elsewhere."""
+        return self.root / "mixes" / name_part(mix, "mix")
 
     def mix_files(self, mix: str) -> MixDir:
         return MixDir(self.mix(mix))

@@ -53,7 +53,7 @@ from imp_data.train.tokenizer import load_tokenizer, train_tiny_tokenizer
 # building blocks (also used by the tests, the eval job and bench/train_throughput.py)
 
 def mix_dir(cfg: RunConfig, data_root: Path) -> Path:
-    path = Layout(Path(data_root)).mix(cfg.mix)
+    path = Layout(Path(data_root)).mix_to_read(cfg.mix)
     if not MixDir(path).index.is_file():
         raise ImpDataError(f"{path}: no shards for mix {cfg.mix!r} — build it first (imp-data build RECIPE)")
     return path
