@@ -221,24 +221,26 @@ def project(stages: dict, audit_result: dict, calib: dict, fraction: float, work
     members = {s: _synthetic_members(s, fraction) for s in r["store_open_s"]}
     zipped = [s for s in members if members[s]]
     pooled = sum(r["store_open_s"][s] for s in zipped) / max(1, sum(members[s] for s in zipped))
-    opens_here = sum(s["chunks"] * r["store_open_s"][k] for k, s in r["sources"].items())
+    # each worker process opens a source's store once and keeps it for all its jobs of CHUNK images
+    opens_here = sum(min(s["chunks"], workers) * r["store_open_s"][k] for k, s in r["sources"].items())
     opens_full = 0.0
     for source, s in r["sources"].items():
-        if source in REAL_MEMBERS:  # each render job of CHUNK images reopens the source's archives
+        if source in REAL_MEMBERS:  # the published archives behind it, opened once per process
             per_member = r["store_open_s"][source] / members[source] if members[source] else pooled
-            opens_full += math.ceil(s["images"] * scale / CHUNK) * REAL_MEMBERS[source] * per_member
+            processes = min(math.ceil(s["images"] * scale / CHUNK), P["cores"])
+            opens_full += processes * REAL_MEMBERS[source] * per_member
     busy = (r["seconds"] - r["removal_seconds"]) * workers
     overhead = max(0.0, busy - images * calib["synth_s"] - opens_here) / max(1, images)
     io_s = full_images * P["real_kb"] / 1024 / P["disk_mb_s"]
     projected = (max((full_images * (calib["real_s"] + overhead) + opens_full) / cores, io_s)
                  + r["removal_seconds"] * scale)
-    here_full = (full_images * (calib["synth_s"] + overhead) + opens_here * scale ** 2) / workers \
-        + r["removal_seconds"] * scale  # this machine: chunks and archive sizes both grow with the fraction
+    here_full = (full_images * (calib["synth_s"] + overhead) + opens_here * scale) / workers \
+        + r["removal_seconds"] * scale  # this machine: the same opens, of archives `scale` times larger
     add("render + fill (+ decontamination passes)", r["seconds"], projected, "yes",
         f"{full_images:,.0f} images x ({calib['real_s'] * 1e3:.1f} ms to render a "
         f"~{calib['real_kb']} KB photo at 384 px + "
-        f"{overhead * 1e3:.1f} ms per-image I/O measured here: cache writes with 2 fsyncs, hash-cache commit) + "
-        f"{opens_full / 60:,.0f} CPU-min reopening archives ({CHUNK}-image jobs x published member counts), over "
+        f"{overhead * 1e3:.1f} ms per-image I/O measured here: rename-atomic cache writes, hash-cache commit) + "
+        f"{opens_full / 60:,.1f} CPU-min opening archives (once per worker process x published member counts), over "
         f"{P['cores']} cores x {P['efficiency']}; {r['removal_passes']} removal passes x {scale:.0f}", here_full)
     for name in ("select", "dedup", "plan", "finalize"):
         add(name, stages[name]["seconds"], stages[name]["seconds"] * scale, "no", "one process, linear in samples")

@@ -243,8 +243,9 @@ def stage(name: str, arg: str, work: Path, workers: int) -> dict:
 
 
 def _store_open_times(ctx, mix: str) -> dict:
-    """Seconds to open each source's image store once (zip directories parsed): the render stage opens
-    one per chunk of `imp_data.mix.render.CHUNK` images, so this cost recurs chunk after chunk."""
+    """Seconds to open each source's image store once (zip directories parsed). The render stage's worker
+    processes keep their stores open across jobs (imp_data.mix.render), so this is paid once per worker
+    process and source, not per chunk of `imp_data.mix.render.CHUNK` images."""
     from imp_data.fetch.image_store import image_store_factory
 
     times = {}
