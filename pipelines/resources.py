@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -35,6 +37,17 @@ class DataRoot(dg.ConfigurableResource):
     cache: str = ""
     """Local working copy of a URL data root (empty: $IMP_DATA_CACHE/<root>, ~/.cache/imp-data)."""
     workers: int = 1
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[DataRoot]:
+        """For as long as a run (in process) or a step (one process each) uses the data root, hold its
+        build lock shared: other Dagster runs may share it, `imp-data build` is refused meanwhile."""
+        from imp_data.storage.buildlock import share_build_lock
+
+        local, _ = open_data_root(self.path, self.cache or None)
+        run_id = getattr(context, "run_id", None) or "?"
+        with share_build_lock(local, f"dagster run {run_id}"):
+            yield self
 
     def context(self, recipe: Recipe, fetch: FetchSettings | None = None) -> BuildContext:
         """The build context of one step; refused (one line naming the holder) while `imp-data build` runs

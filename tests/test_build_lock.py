@@ -276,3 +276,54 @@ def test_worker_pool_workers_die_with_a_sigkilled_parent(tmp_path):
     while any(alive(pid) for pid in workers) and time.time() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in workers if alive(pid)], "workers outlived their SIGKILLed parent"
+
+
+DAGSTER_RUN = """
+import sys
+from imp_data.core.recipe import load_recipe
+from pipelines.resources import DataRoot
+with DataRoot(path=sys.argv[1]).process_config_and_initialize_cm() as root:  # what a run's resources do
+    root.context(load_recipe(sys.argv[2]))  # its steps still work while it holds the lock shared
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_dagster_runs_share_the_data_root_and_keep_a_cli_build_out(tmp_path, mirror):
+    from imp_data.core.recipe import load_recipe
+    from imp_data.storage.buildlock import USERS_NAME, share_build_lock
+    from pipelines.resources import DataRoot
+
+    data = data_root(tmp_path, mirror)
+    dagster_run = subprocess.Popen([sys.executable, "-c", DAGSTER_RUN, str(data), str(DEMO_RECIPE)], cwd=ROOT,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert dagster_run.stdout.readline() == "held\n"
+        refused = run(build_cmd(data, "demo_stage1"))  # a CLI build waits for the Dagster run
+        assert_refused(refused, dagster_run.pid)
+        assert "Dagster is working on it" in refused.stderr and "dagster run" in refused.stderr
+        assert not (data / "mixes").exists(), "the refused build wrote nothing"
+        assert build_running(data) is None, "a Dagster run is not a build that keeps other runs out"
+        with share_build_lock(data, "dagster run two"):  # a second run shares the root with the first
+            DataRoot(path=str(data)).context(load_recipe(DEMO_RECIPE))
+    finally:
+        dagster_run.communicate("done\n", timeout=60)
+    assert dagster_run.returncode == 0
+    assert not list((data / ".imp-data" / USERS_NAME).glob("*.json")), "each sharer removed its file"
+    assert run(build_cmd(data, "demo_stage1")).returncode == 0  # once no run uses it, the build runs
+
+
+def test_a_dagster_run_cannot_start_while_a_cli_build_runs(tmp_path):
+    from pipelines.resources import DataRoot
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(BuildLocked, match=rf"pid {holder.pid} on .*\(test holder\)"):
+            with DataRoot(path=str(tmp_path)).process_config_and_initialize_cm():
+                pass
+    finally:
+        holder.communicate("done\n", timeout=30)
+    with DataRoot(path=str(tmp_path)).process_config_and_initialize_cm():  # released: the run starts
+        pass

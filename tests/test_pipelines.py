@@ -277,7 +277,7 @@ def test_mix_job_is_one_run_over_everything():
     assert job.executor_def.name == "in_process"
 
 
-def test_resources_bind_one_env_var_per_setting(monkeypatch):
+def test_resources_bind_one_env_var_per_setting(monkeypatch, tmp_path):
     """Each setting reads one variable, as a `dg.EnvVar` (resolved at run time, shown in the launchpad);
     the deprecated IMP_DATA_CACHE_DIR still sets the cache directory, with a warning."""
     from pipelines.resources import resources_from_env
@@ -286,14 +286,14 @@ def test_resources_bind_one_env_var_per_setting(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     defaults = resources_from_env()
     assert defaults["data_root"].path == "data" and defaults["data_root"].workers == 1
-    monkeypatch.setenv("IMP_DATA_ROOT", "/srv/imp")
+    monkeypatch.setenv("IMP_DATA_ROOT", str(tmp_path / "imp"))
     monkeypatch.setenv("IMP_DATA_WORKERS", "3")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("IMP_DATA_CACHE_DIR", "/tmp/imp-cache")
     with pytest.warns(DeprecationWarning, match="IMP_DATA_CACHE_DIR"):
         bound = resources_from_env()
     monkeypatch.setenv("IMP_DATA_WORKERS", "5")  # EnvVar: read when a run initializes the resource
-    root = bound["data_root"].process_config_and_initialize()
-    assert (root.path, root.workers, root.cache) == ("/srv/imp", 5, "/tmp/imp-cache")
+    with bound["data_root"].process_config_and_initialize_cm() as root:  # it holds the lock while in use
+        assert (root.path, root.workers, root.cache) == (str(tmp_path / "imp"), 5, "/tmp/imp-cache")
     assert bound["fetch"].process_config_and_initialize().hf_endpoint == "http://127.0.0.1:9"
     assert resources_from_env("/elsewhere")["data_root"].path == "/elsewhere"
