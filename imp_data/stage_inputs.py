@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from imp_data.core.fingerprint import CODE_VERSIONS, digest
 from imp_data.core.recipe import Recipe
-from imp_data.core.stages import MIX_STAGES, STAGE_NAMES
-
-SOURCE_CHAIN = tuple(s for s in STAGE_NAMES if s not in MIX_STAGES)  # fetch, normalize, download
+from imp_data.core.stages import MIX_STAGES, SOURCE_STAGES, STAGE_NAMES
 
 
 def recipe_inputs(recipe: Recipe, stage: str, subject: str) -> dict:
@@ -67,8 +65,8 @@ def asset_code_version(recipe: Recipe, stage: str, subject: str) -> str:
     """Dagster's code_version of the asset running `stage`: its own and every upstream stage's code version
     and recipe fields, so a recipe edit marks at once the asset that reads the field and every asset made
     from it (a stale `renders` with a fresh `plan` would let a run write shards from a stale plan)."""
-    if stage in SOURCE_CHAIN:
-        parts = [code_version(recipe, s, subject) for s in SOURCE_CHAIN[: SOURCE_CHAIN.index(stage) + 1]]
+    if stage in SOURCE_STAGES:
+        parts = [code_version(recipe, s, subject) for s in SOURCE_STAGES[: SOURCE_STAGES.index(stage) + 1]]
     else:
         parts = [code_version(recipe, s, src) for src in recipe.mixes[subject].sources for s in ("fetch", "normalize")]
         parts += [code_version(recipe, s, subject) for s in MIX_STAGES[: MIX_STAGES.index(stage) + 1]]

@@ -31,13 +31,16 @@ class Layout:
     def source_rejects(self, source: str) -> Path:
         return contained(self.root / "rejects", f"{name_part(source, 'source')}.parquet")
 
+    def mixes(self) -> Path:
+        return self.root / "mixes"
+
     def mix(self, mix: str) -> Path:
         """A mix's folder, to write into: it must stay under mixes/ (no symlink leading out)."""
-        return contained(self.root / "mixes", name_part(mix, "mix"))
+        return contained(self.mixes(), name_part(mix, "mix"))
 
     def mix_to_read(self, mix: str) -> Path:
         """A mix's folder, to read (training): it may be a symlink to a mix built elsewhere."""
-        return self.root / "mixes" / name_part(mix, "mix")
+        return self.mixes() / name_part(mix, "mix")
 
     def mix_files(self, mix: str) -> MixDir:
         return MixDir(self.mix(mix))

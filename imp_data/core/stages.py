@@ -35,6 +35,7 @@ STAGES: tuple[Stage, ...] = (
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}
+SOURCE_STAGES = tuple(s.name for s in STAGES if s.scope == "source")
 MIX_STAGES = tuple(s.name for s in STAGES if s.scope == "mix")
 BUILT_BY_STAGES = MIX_STAGES[: MIX_STAGES.index("finalize") + 1]  # recorded in stats.json (report runs after)
 

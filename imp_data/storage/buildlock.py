@@ -2,9 +2,9 @@
 
 Two builds of one data root write the same files (a plan, a shard, an index) and would interleave them,
 so `imp-data build` holds an exclusive lock, `DATA/.imp-data/build.lock`, for its whole run. The lock is
-an flock: the kernel drops it when its holder exits or is killed, so a crashed build never leaves a stale
-lock behind. Right after acquiring, the holder writes who it is (pid, host, start, command) to
-`build.lock.owner`, so a second build can say whom it is waiting for.
+an flock (`fcntl`: POSIX systems): the kernel drops it when its holder exits or is killed, so a crashed
+build never leaves a stale lock behind. Right after acquiring, the holder writes who it is (pid, host,
+start, command) to `build.lock.owner`, so a second build can say whom it is waiting for.
 
 Dagster runs share the data root among themselves (their steps write disjoint units), so they hold the
 same lock *shared* (`share_build_lock`, for as long as the run's or step's resources live), each saying
@@ -29,8 +29,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from imp_data.core.errors import BuildLocked
 from imp_data.core.io import write_json_atomic
 
@@ -49,14 +47,6 @@ def lock_path(data_root: str | os.PathLike) -> Path:
 
 def _owner_path(lock: Path) -> Path:
     return lock.with_name(OWNER_NAME)
-
-
-def _new_lock(lock: Path) -> FileLock:
-    """A native (flock) lock; no soft fallback, whose marker would outlive a killed holder."""
-    try:
-        return FileLock(lock, fallback_to_soft=False)
-    except TypeError:  # filelock < 4 has no soft fallback to turn off
-        return FileLock(lock)
 
 
 def _describe(path: Path) -> str | None:
@@ -92,39 +82,12 @@ def current_command() -> str:
     return shlex.join([name, *sys.argv[1:]])
 
 
-@contextmanager
-def hold_build_lock(data_root: str | os.PathLike, command: str | None = None) -> Iterator[Path]:
-    """Hold the data root's build lock for the block; yield the lock file's path.
-
-    Never waits: raises `BuildLocked` (one line: lock file, holder's pid, host, start, command, and what
-    to do) when another process holds it. `command` is what the owner file records (default: this
-    process's command line).
-    """
-    lock_file = lock_path(data_root)
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    lock = _new_lock(lock_file)
-    try:
-        lock.acquire(blocking=False)
-    except Timeout:
-        raise _locked_error(lock_file) from None
-    key = lock_file.resolve()
-    _held.add(key)
-    try:
-        write_json_atomic(_owner_path(lock_file), {
-            "pid": os.getpid(), "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command or current_command()})
-        yield lock_file
-    finally:
-        _held.discard(key)
-        _owner_path(lock_file).unlink(missing_ok=True)  # before the release: a new holder's file stays
-        lock.release()
-
-
-def _flock_shared(lock_file: Path) -> int | None:
-    """An fd holding `lock_file` shared, or None while another process holds it exclusively."""
+def _flock(lock_file: Path, mode: int) -> int | None:
+    """An fd holding `lock_file` in `mode` (LOCK_SH or LOCK_EX), or None when another process's lock
+    conflicts. Never waits."""
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
@@ -136,6 +99,32 @@ def _unlock(fd: int) -> None:
     os.close(fd)
 
 
+@contextmanager
+def hold_build_lock(data_root: str | os.PathLike, command: str | None = None) -> Iterator[Path]:
+    """Hold the data root's build lock for the block; yield the lock file's path.
+
+    Never waits: raises `BuildLocked` (one line: lock file, holder's pid, host, start, command, and what
+    to do) when another process holds it. `command` is what the owner file records (default: this
+    process's command line).
+    """
+    lock_file = lock_path(data_root)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = _flock(lock_file, fcntl.LOCK_EX)
+    if fd is None:
+        raise _locked_error(lock_file)
+    key = lock_file.resolve()
+    _held.add(key)
+    try:
+        write_json_atomic(_owner_path(lock_file), {
+            "pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command or current_command()})
+        yield lock_file
+    finally:
+        _held.discard(key)
+        _owner_path(lock_file).unlink(missing_ok=True)  # before the release: a new holder's file stays
+        _unlock(fd)
+
+
 def build_running(data_root: str | os.PathLike) -> str | None:
     """Who runs `imp-data build` on the data root ('pid … on …'), or None when no other process does.
 
@@ -144,7 +133,7 @@ def build_running(data_root: str | os.PathLike) -> str | None:
     lock_file = lock_path(data_root)
     if not lock_file.is_file() or lock_file.resolve() in _held:
         return None  # never locked here, or held by this very process
-    fd = _flock_shared(lock_file)
+    fd = _flock(lock_file, fcntl.LOCK_SH)
     if fd is None:
         return describe_holder(lock_file)
     _unlock(fd)
@@ -167,7 +156,7 @@ def share_build_lock(data_root: str | os.PathLike, command: str | None = None) -
     if lock_file.resolve() in _held:  # this process runs the build itself
         yield lock_file
         return
-    fd = _flock_shared(lock_file)
+    fd = _flock(lock_file, fcntl.LOCK_SH)
     if fd is None:
         raise _locked_error(lock_file)
     user = lock_file.with_name(USERS_NAME) / f"{os.getpid()}-{secrets.token_hex(4)}.json"
