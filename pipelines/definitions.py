@@ -24,7 +24,6 @@ import dagster as dg
 
 from imp_data.core.recipe import Recipe, load_recipe
 from pipelines.assets import mix_assets, mix_key, shard_partitions, source_assets
-from pipelines.checks import mix_checks, source_checks
 from pipelines.resources import resources_from_env
 from pipelines.training import selected_runs, training_definitions
 
@@ -67,13 +66,11 @@ def build_definitions(recipe_path: str | Path | None = None, *, data_root: str |
     recipe = load_recipe(path)
     if runs is None:
         runs = selected_runs(os.environ.get("IMP_DATA_RUNS"), demo=path.resolve() == DEFAULT_RECIPE.resolve())
-    assets, checks, jobs = [], [], []
+    assets, jobs = [], []
     for source in dict.fromkeys(s for m in recipe.mixes.values() for s in m.sources):
         assets += source_assets(recipe, source)
-        checks += source_checks(recipe, source)
     for mix in recipe.mixes:
         assets += mix_assets(recipe, mix)
-        checks += mix_checks(recipe, mix)
         jobs += mix_jobs(recipe, mix)
     run_defs, run_jobs = training_definitions([Path(p) for p in runs])
     assets += run_defs
@@ -81,7 +78,7 @@ def build_definitions(recipe_path: str | Path | None = None, *, data_root: str |
     if executor is None:  # multiprocess uses every core; in_process starts faster (small mixes, tests)
         in_process = os.environ.get("IMP_DATA_EXECUTOR") == "in_process"
         executor = dg.in_process_executor if in_process else dg.multiprocess_executor
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs,
+    return dg.Definitions(assets=assets, jobs=jobs,
                           resources=resources_from_env(data_root), executor=executor)
 
 

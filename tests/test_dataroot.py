@@ -113,7 +113,7 @@ def test_a_dagster_shard_step_on_a_fresh_pod_rewrites_only_the_missing_shard(s3,
         s3.rm(key)
     others = {k: v for k, v in snapshot(s3).items() if "/shards/" in k}
     recipe = load_recipe(DEMO_RECIPE)
-    shards = next(a for a in mix_assets(recipe, MIX) if a.key == dg.AssetKey([MIX, "shards"]))
+    shards = next(a for a in mix_assets(recipe, MIX) if dg.AssetKey([MIX, "shards"]) in a.keys)
     result = dg.materialize([shards], partition_key="0000",
                             resources={"data_root": DataRoot(path=ROOT_URL, cache=str(tmp_path / "pod"))})
     assert result.success
@@ -216,14 +216,15 @@ def test_index_step_and_its_checks_on_a_fresh_pod_read_from_the_bucket(s3, remot
 
     from imp_data.core.recipe import load_recipe
     from pipelines.assets import mix_assets
-    from pipelines.checks import mix_checks
     from pipelines.resources import DataRoot
 
     recipe = load_recipe(DEMO_RECIPE)
-    index = next(a for a in mix_assets(recipe, MIX) if a.key == dg.AssetKey([MIX, "index"]))
-    checks = [c for c in mix_checks(recipe, MIX) if {k.asset_key for k in c.check_keys} == {index.key}]
-    result = dg.materialize([index, *checks],
+    key = dg.AssetKey([MIX, "index"])
+    finalize = next(a for a in mix_assets(recipe, MIX) if key in a.keys)  # index and report, one step
+    selection = dg.AssetSelection.assets(key) | dg.AssetSelection.checks_for_assets(key)
+    result = dg.materialize([finalize], selection=selection,
                             resources={"data_root": DataRoot(path=ROOT_URL, cache=str(tmp_path / "pod"))})
+    assert [m.asset_key for m in result.asset_materializations_for_node(finalize.node_def.name)] == [key]
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} == {"check_index_matches_shards", "check_taken_counts_match_targets"}
     assert all(e.passed for e in evaluations), [(e.check_name, e.description) for e in evaluations]

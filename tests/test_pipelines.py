@@ -23,6 +23,8 @@ import dagster as dg
 import pytest
 import yaml
 
+from imp_data.core.recipe import load_recipe
+from pipelines.checks import check_taken_counts_match_targets
 from pipelines.definitions import build_definitions
 from pipelines.resources import DataRoot
 from pipelines.training import DEMO_RUNS, selected_runs
@@ -190,10 +192,7 @@ def test_unexplained_shortfall_fails_end_count_check(dagster_build, tmp_path):
     stats = json.loads((root / "mixes" / "demo_stage2" / "stats.json").read_text())
     stats["sources"]["docvqa"]["taken"] -= 1  # a sample lost with no reject or removal to show for it
     (mix / "stats.json").write_text(json.dumps(stats))
-    defs = build_definitions(DEMO_RECIPE, data_root=str(tmp_path), runs=[])
-    (check,) = [c for c in defs.asset_checks for k in c.check_keys
-                if k.name == "check_taken_counts_match_targets" and k.asset_key.path[0] == "demo_stage2"]
-    result = check(data_root=DataRoot(path=str(tmp_path)))
+    result = check_taken_counts_match_targets(DataRoot(path=str(tmp_path)), load_recipe(DEMO_RECIPE), "demo_stage2")
     assert not result.passed
     assert "docvqa: UNEXPLAINED: taken 4, activated 5, lost 0" in result.description
     assert "| docvqa | 5 | 5 | 4 | 1 | NO |" in result.metadata["per_source"].value
@@ -297,3 +296,68 @@ def test_resources_bind_one_env_var_per_setting(monkeypatch, tmp_path):
         assert (root.path, root.workers, root.cache) == (str(tmp_path / "imp"), 5, "/tmp/imp-cache")
     assert bound["fetch"].process_config_and_initialize().hf_endpoint == "http://127.0.0.1:9"
     assert resources_from_env("/elsewhere")["data_root"].path == "/elsewhere"
+
+
+def test_mix_job_runs_a_step_per_chain():
+    """Per source one step (fetch, normalize, download and the schema check), per mix prepare, shards and
+    finalize: the checks run in their asset's step, none in a step of its own."""
+    from dagster._core.execution.api import create_execution_plan
+
+    defs = build_definitions(DEMO_RECIPE, runs=[])
+    job = defs.resolve_job_def("demo_stage2_job")
+    steps = {s.key for s in create_execution_plan(job, tags=job.tags).steps}
+    sources = load_recipe(DEMO_RECIPE).mixes["demo_stage2"].sources
+    assert steps == {f"source__{s}" for s in sources} | {f"demo_stage2__{w}" for w in ("prepare", "shards", "finalize")}
+    assert len(job.asset_layer.asset_graph.asset_check_keys) == len(sources) + 5
+
+
+def test_a_subset_of_a_step_runs_only_what_is_selected(dagster_build):
+    """The UI can still materialize one asset of a step, or run only an asset's checks."""
+    root, _ = dagster_build
+    defs = build_definitions(DEMO_RECIPE, data_root=str(root), runs=[])
+    report, normalized = dg.AssetKey(["demo_stage1", "report"]), dg.AssetKey(["normalized", "llava_pretrain"])
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(all_asset_defs(defs), instance=instance, selection=[report],
+                                resources=dict(defs.resources))
+        assert [e.asset_key for e in result.get_asset_materialization_events()] == [report]
+        assert result.get_asset_check_evaluations() == []
+        result = dg.materialize(all_asset_defs(defs), instance=instance, resources=dict(defs.resources),
+                                selection=dg.AssetSelection.checks_for_assets(normalized))
+        assert result.get_asset_materialization_events() == []
+        (check,) = result.get_asset_check_evaluations()
+        assert check.asset_key == normalized and check.check_name == "check_schema_valid" and check.passed
+
+
+def test_a_failed_fetch_is_retried_and_a_failed_normalize_is_not(demo_build, tmp_path, monkeypatch):
+    import pipelines.assets as assets
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "mirror").symlink_to(demo_build[0] / "mirror", target_is_directory=True)
+    calls = {"fetch": 0, "normalize": 0}
+    fetch = assets.stages.fetch_source
+
+    def flaky_fetch(*args):
+        calls["fetch"] += 1
+        if calls["fetch"] == 1:
+            raise ConnectionError("the Hub went away")
+        return fetch(*args)
+
+    def broken_normalize(*args):
+        calls["normalize"] += 1
+        raise ValueError("a bug in an adapter")
+
+    monkeypatch.setattr(assets, "FETCH_DELAY_S", 0.0)
+    monkeypatch.setattr(assets.stages, "fetch_source", flaky_fetch)
+    defs = build_definitions(DEMO_RECIPE, data_root=str(root), runs=[])
+    normalized = dg.AssetKey(["normalized", "llava_pretrain"])
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(all_asset_defs(defs), instance=instance, selection=[normalized],
+                                resources=dict(defs.resources))
+        assert result.success and calls["fetch"] == 2
+        assert "STEP_UP_FOR_RETRY" in {e.event_type_value for e in result.all_events}
+        monkeypatch.setattr(assets.stages, "normalize_source", broken_normalize)
+        result = dg.materialize(all_asset_defs(defs), instance=instance, selection=[normalized],
+                                resources=dict(defs.resources), raise_on_error=False)
+        assert not result.success and calls["normalize"] == 1
+        assert "STEP_UP_FOR_RETRY" not in {e.event_type_value for e in result.all_events}
