@@ -26,6 +26,7 @@ import polars as pl
 
 from imp_data import build as stages
 from imp_data.audit.report import source_table
+from imp_data.core.errors import FetchError
 from imp_data.core.layout import mix_unit, normalized_unit
 from imp_data.core.recipe import Recipe
 from imp_data.identities import published_identity
@@ -106,12 +107,15 @@ def run_chain(context: dg.AssetExecutionContext, data_root: DataRoot, recipe: Re
 
 
 def with_fetch_retries(context: dg.AssetExecutionContext, fetch: Callable):
-    """Run a fetch (or a download); when it fails, ask Dagster to run the step again later. Only fetching
-    retries: a normalize error is the data's or the code's and would fail the same way again. Nothing of
-    the step after the fetch has run, and what ran before it is reused from its stamps on the retry."""
+    """Run a fetch (or a download); when the network or the server failed (`FetchError.transient`, or a
+    connection error nothing wrapped), ask Dagster to run the step again later. Nothing else retries: a
+    missing file, a 404 or a normalize error would fail the same way again. Nothing of the step after the
+    fetch has run, and what ran before it is reused from its stamps on the retry."""
     try:
         return fetch()
-    except Exception as exc:
+    except (FetchError, ConnectionError, TimeoutError) as exc:
+        if isinstance(exc, FetchError) and not exc.transient:
+            raise
         delay = FETCH_DELAY_S * 2 ** context.retry_number * random.uniform(0.5, 1.5)
         raise dg.RetryRequested(max_retries=FETCH_RETRIES, seconds_to_wait=delay) from exc
 

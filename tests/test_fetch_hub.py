@@ -206,10 +206,12 @@ def test_every_missing_pattern_is_listed_in_one_error(hub, tmp_path):
     assert "b.json" in message and "data/test-*.parquet" in message and "2 pattern(s)" in message
     assert "a.json, data/train-00000.parquet" in message  # what the repo does have
     assert resolve_requests(hub) == [], "nothing is downloaded when the request cannot be satisfied"
-    with pytest.raises(FetchError, match="revision not found"):
+    with pytest.raises(FetchError, match="revision not found") as revision:
         resolve_location("hf://datasets/org/ds@v9.9", tmp_path, cache_dir=tmp_path / "raw", progress=False)
-    with pytest.raises(FetchError, match="repository not found"):
+    with pytest.raises(FetchError, match="repository not found") as repository:
         resolve_location("hf://datasets/org/nope", tmp_path, cache_dir=tmp_path / "raw", progress=False)
+    # waiting would not change any of these: Dagster does not retry them
+    assert not (err.value.transient or revision.value.transient or repository.value.transient)
 
 
 def test_bytes_that_do_not_match_the_listing_are_rejected(hub, tmp_path):
@@ -218,7 +220,21 @@ def test_bytes_that_do_not_match_the_listing_are_rejected(hub, tmp_path):
     sha = next(iter(hub.blobs))
     hub.blobs[sha] = bytes(reversed(good))  # the CDN serves other bytes of the same size
     loc = "hf://datasets/org/ds@main/x.bin"
-    with pytest.raises(FetchError, match="checksum"):
+    with pytest.raises(FetchError, match="checksum") as err:
         resolve_location(loc, tmp_path, cache_dir=tmp_path / "raw", progress=False)
+    assert err.value.transient  # deleted; fetching again may get the right bytes
     assert not (tmp_path / "raw/org/ds/x.bin").exists() and not list((tmp_path / "raw").rglob("*.incomplete"))
     assert read_marker(marker_path(tmp_path / "raw", loc)) is None, "no marker for a failed fetch"
+
+
+def test_an_unreachable_hub_is_a_transient_error(tmp_path, monkeypatch):
+    """Nothing listens at the endpoint: one line naming it, marked transient (Dagster retries it later)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections to it are refused
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(FetchError, match=f"check the network or HF_ENDPOINT .http://127.0.0.1:{port}") as err:
+        resolve_location("hf://datasets/org/ds@main", tmp_path, cache_dir=tmp_path / "raw", progress=False)
+    assert err.value.transient

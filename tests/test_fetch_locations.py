@@ -126,8 +126,9 @@ def test_url_folder_with_named_files(server, tmp_path):
         resolve_location(base, tmp_path, files=["*.json"], cache_dir=tmp_path / "raw2", progress=False)
     with pytest.raises(FetchError, match="inside the location"):
         resolve_location(base, tmp_path, files=["../secret.json"], cache_dir=tmp_path / "raw3", progress=False)
-    with pytest.raises(FetchError, match="HTTP 404"):
+    with pytest.raises(FetchError, match="HTTP 404") as err:
         resolve_location(base, tmp_path, files=["absent.json"], cache_dir=tmp_path / "raw4", progress=False)
+    assert not err.value.transient
     assert read_marker(marker_path(tmp_path / "raw4", base, ["absent.json"])) is None
 
 
@@ -158,8 +159,9 @@ def test_partial_of_a_changed_file_is_not_spliced(server, tmp_path):
 
 def test_download_gives_up_with_a_clear_error(server, tmp_path):
     url = f"{server.url}/status/503"
-    with pytest.raises(FetchError, match="HTTP 503.*3 failed attempt"):
+    with pytest.raises(FetchError, match="HTTP 503.*3 failed attempt") as err:
         download_file(url, tmp_path / "x", max_failures=3, backoff=QUICK, progress=False)
+    assert err.value.transient  # the server may recover: Dagster retries the step later
     assert server.hits("/status/503") == 3
 
 

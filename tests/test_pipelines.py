@@ -328,36 +328,53 @@ def test_a_subset_of_a_step_runs_only_what_is_selected(dagster_build):
         assert check.asset_key == normalized and check.check_name == "check_schema_valid" and check.passed
 
 
-def test_a_failed_fetch_is_retried_and_a_failed_normalize_is_not(demo_build, tmp_path, monkeypatch):
+def test_only_a_failed_network_fetch_is_retried(demo_build, tmp_path, monkeypatch):
+    """A fetch that failed on the network is retried (and then succeeds); a location that is wrong, or a
+    normalize error, fails the step at once: waiting would not change them."""
     import pipelines.assets as assets
+    from imp_data.core.errors import FetchError
 
     root = tmp_path / "root"
     root.mkdir()
     (root / "mirror").symlink_to(demo_build[0] / "mirror", target_is_directory=True)
     calls = {"fetch": 0, "normalize": 0}
     fetch = assets.stages.fetch_source
+    failures = [FetchError("hub: ConnectError — check the network", transient=True), ConnectionError("reset")]
 
     def flaky_fetch(*args):
         calls["fetch"] += 1
-        if calls["fetch"] == 1:
-            raise ConnectionError("the Hub went away")
+        if failures:
+            raise failures.pop(0)
         return fetch(*args)
+
+    def missing_folder(*args):
+        calls["fetch"] += 1
+        raise FetchError("mirror/llava_pretrain: directory does not exist")
 
     def broken_normalize(*args):
         calls["normalize"] += 1
         raise ValueError("a bug in an adapter")
 
     monkeypatch.setattr(assets, "FETCH_DELAY_S", 0.0)
-    monkeypatch.setattr(assets.stages, "fetch_source", flaky_fetch)
     defs = build_definitions(DEMO_RECIPE, data_root=str(root), runs=[])
     normalized = dg.AssetKey(["normalized", "llava_pretrain"])
+
+    def run(instance) -> dg.ExecuteInProcessResult:
+        return dg.materialize(all_asset_defs(defs), instance=instance, selection=[normalized],
+                              resources=dict(defs.resources), raise_on_error=False)
+
+    def retries(result) -> int:
+        return [e.event_type_value for e in result.all_events].count("STEP_UP_FOR_RETRY")
+
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(all_asset_defs(defs), instance=instance, selection=[normalized],
-                                resources=dict(defs.resources))
-        assert result.success and calls["fetch"] == 2
-        assert "STEP_UP_FOR_RETRY" in {e.event_type_value for e in result.all_events}
+        monkeypatch.setattr(assets.stages, "fetch_source", flaky_fetch)
+        result = run(instance)
+        assert result.success and calls["fetch"] == 3 and retries(result) == 2
+        monkeypatch.setattr(assets.stages, "fetch_source", missing_folder)
+        calls["fetch"] = 0
+        result = run(instance)
+        assert not result.success and calls["fetch"] == 1 and retries(result) == 0
+        monkeypatch.setattr(assets.stages, "fetch_source", fetch)
         monkeypatch.setattr(assets.stages, "normalize_source", broken_normalize)
-        result = dg.materialize(all_asset_defs(defs), instance=instance, selection=[normalized],
-                                resources=dict(defs.resources), raise_on_error=False)
-        assert not result.success and calls["normalize"] == 1
-        assert "STEP_UP_FOR_RETRY" not in {e.event_type_value for e in result.all_events}
+        result = run(instance)
+        assert not result.success and calls["normalize"] == 1 and retries(result) == 0

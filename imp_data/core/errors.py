@@ -17,7 +17,13 @@ class SourceFormatError(ImpDataError):
 
 
 class FetchError(ImpDataError):
-    """A location could not be fetched or is missing expected files."""
+    """A location could not be fetched or is missing expected files. `transient`: the network or the server
+    failed (connection errors, 5xx, 429, a download cut short), so trying again later may succeed (Dagster
+    retries those); a missing file, a 404 or a malformed location is not."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 class ArchiveError(ImpDataError):

@@ -86,7 +86,7 @@ def download_file(url: str, dest: Path, *, pool: urllib3.PoolManager | None = No
                 retry_after = None
                 if failures >= max_failures or wait is None:
                     raise FetchError(f"{url}: {last} ({failures} failed attempt(s)); rerun to resume from "
-                                     f"{part.stat().st_size if part.exists() else 0} bytes")
+                                     f"{part.stat().st_size if part.exists() else 0} bytes", transient=True)
                 time.sleep(wait)
             offset = part.stat().st_size if part.exists() else 0
             if offset and not validator:

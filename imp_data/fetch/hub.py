@@ -71,11 +71,12 @@ def _as_fetch_error(what: str, endpoint: str) -> Iterator[None]:
     except hf_errors.HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else "?"
         hint = " — set HF_TOKEN" if status in (401, 403) else ""
-        raise FetchError(f"{what}: HTTP {status} from {endpoint}{hint}") from None
+        raise FetchError(f"{what}: HTTP {status} from {endpoint}{hint}",
+                         transient=status == 429 or (isinstance(status, int) and status >= 500)) from None
     except Exception as err:  # httpx connection errors, consistency checks: keep the partial, rerun resumes
         if type(err).__module__.startswith(("httpx", "httpcore")) or isinstance(err, OSError):
             raise FetchError(f"{what}: {type(err).__name__}: {err} — check the network or HF_ENDPOINT "
-                             f"({endpoint}); rerun to resume") from None
+                             f"({endpoint}); rerun to resume", transient=True) from None
         raise
 
 
@@ -240,7 +241,8 @@ class HubRepo:
         sha256, blob = _digests(part, entry.size)
         if (sha256 != entry.sha256) if entry.sha256 else (blob != entry.blob_id):
             part.unlink(missing_ok=True)
-            raise FetchError(f"{what}: downloaded bytes do not match the Hub's checksum (deleted; rerun to refetch)")
+            raise FetchError(f"{what}: downloaded bytes do not match the Hub's checksum (deleted; rerun to refetch)",
+                             transient=True)
         os.replace(part, final)
         meta.unlink(missing_ok=True)
         return FileRecord(entry.path, entry.size, sha256)
