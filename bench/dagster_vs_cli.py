@@ -13,7 +13,12 @@ imports and first-use caches, so no side pays one-time start-up in the timings. 
 repeated (CLI, then each instance, in turn) and the medians are compared. Prints the medians and ratios
 as a Markdown table; the issue's bar is <= 2x.
 
-    python bench/dagster_vs_cli.py [--scale 1] [--workers 1] [--repeat 5]
+`--ui` measures end to end instead, as a user sees it: the `imp-data build --mix` command (a new process:
+imports included) against launching `<mix>_job` on a running `dagster dev` (repository dagster.yaml) through
+GraphQL, what the UI's Launch run button sends, until the run's status is final (the daemon dequeues it, a
+run worker starts, loads the code location and runs it). Each side on an emptied data root every time.
+
+    python bench/dagster_vs_cli.py [--scale 1] [--workers 1] [--repeat 5] [--ui]
 """
 
 from __future__ import annotations
@@ -85,14 +90,63 @@ def instance_from(config: str, home: Path):
 STOCK_SQLITE = "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME\ntelemetry:\n  enabled: false\n"
 
 
+def ui_rows(tmp: Path, mirror: Path, mixes: list[str], repeat: int, workers: int) -> list[tuple]:
+    """(mix, {side: median seconds}) of the command and of a UI launch, end to end."""
+    import shutil
+    import subprocess
+
+    from tests.dagster_dev import dagster_dev
+
+    def empty(root: Path) -> None:
+        for path in root.iterdir():
+            if path.name != "mirror":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    env = {**os.environ, "IMP_DATA_PROGRESS": "0", "IMP_DATA_WORKERS": str(workers)}
+    command = [sys.executable, "-m", "imp_data.cli", "build", str(DEMO), "--workers", str(workers)]
+    cli_root, data, home = fresh_root(tmp, "cli", mirror), tmp / "ui_data", tmp / "ui_home"
+    data.mkdir()
+    home.mkdir()
+    rows = []
+    with dagster_dev(home, data, mirror, IMP_DATA_WORKERS=str(workers)) as (_, gql):
+        assert gql.run_job(f"{mixes[0]}_job") == "SUCCESS", gql.log_tail()  # code server and instance warm
+        for mix in mixes:
+            times = {"cli": [], "ui": []}
+            for _ in range(repeat):
+                empty(cli_root)
+                start = time.perf_counter()
+                subprocess.run([*command, "--mix", mix, "--data-root", str(cli_root)], env=env, check=True,
+                               capture_output=True)
+                times["cli"].append(time.perf_counter() - start)
+                empty(data)
+                start = time.perf_counter()
+                assert gql.run_job(f"{mix}_job") == "SUCCESS", gql.log_tail()
+                times["ui"].append(time.perf_counter() - start)
+            rows.append((mix, {side: statistics.median(t) for side, t in times.items()}))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=1, help="fixture mirror scale (1: the demo's)")
     parser.add_argument("--workers", type=int, default=1, help="processes per stage, both sides")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per mix and side (medians compared)")
+    parser.add_argument("--ui", action="store_true", help="end to end: the command vs a launch on `dagster dev`")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # dagster's beta/preview notices
     mixes = list(load_recipe(DEMO).mixes)
+    if args.ui:
+        with tempfile.TemporaryDirectory() as tmp:
+            mirror = Path(tmp) / "mirror"
+            write_mirror(mirror, scale=args.scale, seed=0)
+            rows = ui_rows(Path(tmp), mirror, mixes, args.repeat, args.workers)
+        print(f"scale {args.scale}, workers {args.workers}, {os.cpu_count()} CPUs, median of {args.repeat}, "
+              "end to end")
+        print("| mix | `imp-data build --mix` command | `<mix>_job` launched on `dagster dev` | ratio |")
+        print("|---|---:|---:|---:|")
+        for mix, t in rows:
+            print(f"| {mix} | {t['cli']:.2f} s | {t['ui']:.2f} s | {t['ui'] / t['cli']:.2f}x |")
+        return
     configs = {"dagster.yaml": (ROOT / "dagster.yaml").read_text(), "stock sqlite": STOCK_SQLITE}
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
