@@ -231,6 +231,9 @@ def test_an_unreachable_hub_is_a_transient_error(tmp_path, monkeypatch):
     """Nothing listens at the endpoint: one line naming it, marked transient (Dagster retries it later)."""
     import socket
 
+    import huggingface_hub.constants as hfc
+
+    monkeypatch.setattr(hfc, "HF_HUB_DISABLE_TELEMETRY", True)  # as in `hub`: no lookup at huggingface.co
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: connections to it are refused
