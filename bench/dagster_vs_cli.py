@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import warnings
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +40,7 @@ from imp_data.build import build  # noqa: E402
 from imp_data.core.context import BuildContext  # noqa: E402
 from imp_data.core.recipe import load_recipe  # noqa: E402
 from imp_data.fixtures import write_mirror  # noqa: E402
+from tests.dagster_dev import STOCK_SQLITE, instance_from  # noqa: E402
 
 DEMO = ROOT / "manifests" / "demo.yaml"
 
@@ -69,25 +70,6 @@ def dagster_job(root: Path, instance, workers: int, mix: str) -> float:
     seconds = time.perf_counter() - start
     assert result.success, mix
     return seconds
-
-
-@contextmanager
-def instance_from(config: str, home: Path):
-    """A DagsterInstance whose home holds `config` as its dagster.yaml ($DAGSTER_HOME set meanwhile)."""
-    import dagster as dg
-
-    home.mkdir()
-    (home / "dagster.yaml").write_text(config)
-    previous = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            yield instance
-    finally:
-        os.environ.pop("DAGSTER_HOME") if previous is None else os.environ.__setitem__("DAGSTER_HOME", previous)
-
-
-STOCK_SQLITE = "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME\ntelemetry:\n  enabled: false\n"
 
 
 def ui_rows(tmp: Path, mirror: Path, mixes: list[str], repeat: int, workers: int) -> list[tuple]:

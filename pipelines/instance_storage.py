@@ -103,6 +103,8 @@ class PooledSqliteStorage(DagsterSqliteStorage):
     """`storage: sqlite` with `PooledSqliteEventLogStorage` as its event log (runs and schedules stock)."""
 
     def __init__(self, base_dir: str, inst_data=None):
+        # the stock constructor makes a stock event log too (it opens nothing that stays open); replacing it
+        # keeps the runs and schedules storages and their layout exactly Dagster's
         super().__init__(base_dir, inst_data)
         self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
 

@@ -1,5 +1,6 @@
 """`dagster dev` for real, on a free loopback port, and a small GraphQL client that launches a job and
-waits for its run: what tests/test_dagster_ui.py and `bench/dagster_vs_cli.py --ui` drive.
+waits for its run: what tests/test_dagster_ui.py and `bench/dagster_vs_cli.py --ui` drive. And an
+instance opened from a given dagster.yaml, for tests/test_instance_storage.py and the bench.
 """
 
 from __future__ import annotations
@@ -16,6 +17,25 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+STOCK_SQLITE = "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME\ntelemetry:\n  enabled: false\n"
+"""Dagster's default instance storage, spelled out: the comparison for the repository's dagster.yaml."""
+
+
+@contextmanager
+def instance_from(config: str, home: Path):
+    """A DagsterInstance whose home (made if missing) holds `config` as its dagster.yaml; $DAGSTER_HOME
+    names it meanwhile, as the config's `{env: DAGSTER_HOME}` reads it."""
+    import dagster as dg
+
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text(config)
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+    finally:
+        os.environ.pop("DAGSTER_HOME") if previous is None else os.environ.__setitem__("DAGSTER_HOME", previous)
 
 
 def free_port() -> int:

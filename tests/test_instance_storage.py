@@ -12,16 +12,14 @@ import os
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from pipelines.instance_storage import OPEN_SHARDS, PooledSqliteEventLogStorage
 from tests.conftest import ROOT, guarded_env
+from tests.dagster_dev import STOCK_SQLITE, instance_from
 
-STOCK = "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME\ntelemetry:\n  enabled: false\n"
 TOY = '''
 import dagster as dg
 
@@ -42,19 +40,6 @@ def toy_assets(n: int) -> dg.AssetsDefinition:
     return scope["toy"]
 
 
-@contextmanager
-def instance(home: Path, config: str):
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text(config)
-    old = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with dg.DagsterInstance.from_config(str(home)) as inst:
-            yield inst
-    finally:
-        os.environ.pop("DAGSTER_HOME") if old is None else os.environ.__setitem__("DAGSTER_HOME", old)
-
-
 def history(inst: dg.DagsterInstance, n: int) -> list[tuple]:
     out = []
     for i in range(n):
@@ -66,19 +51,19 @@ def history(inst: dg.DagsterInstance, n: int) -> list[tuple]:
 
 def test_repo_config_is_pooled_and_shares_history_with_stock_sqlite(tmp_path):
     home = tmp_path / "home"
-    with instance(home, (ROOT / "dagster.yaml").read_text()) as pooled:
+    with instance_from((ROOT / "dagster.yaml").read_text(), home) as pooled:
         assert isinstance(pooled.event_log_storage, PooledSqliteEventLogStorage)
         assert dg.materialize([toy_assets(3)], instance=pooled).success
         first = history(pooled, 3)
     assert len(first) == 3 and [row[3] for row in first] == ["0", "1", "2"]
-    with instance(home, STOCK) as stock:  # the same files, read and written by Dagster's own storage
+    with instance_from(STOCK_SQLITE, home) as stock:  # the same files, read and written by Dagster's own storage
         assert type(stock.event_log_storage).__name__ == "SqliteEventLogStorage"
         assert history(stock, 3) == first
         assert dg.materialize([toy_assets(3)], instance=stock).success
         both = history(stock, 3)
         (check,) = stock.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("toy_0"), "positive"), limit=10)[:1]
-    with instance(home, (ROOT / "dagster.yaml").read_text()) as pooled:
+    with instance_from((ROOT / "dagster.yaml").read_text(), home) as pooled:
         assert len(both) == 6 and history(pooled, 3) == both
         executions = pooled.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("toy_0"), "positive"), limit=10)
@@ -89,7 +74,7 @@ def test_runs_in_several_processes_at_once_store_every_event(tmp_path):
     """Four processes, each a run of 30 assets, write into one instance at the same time: SQLite's
     locking serializes them, nothing is lost and no run fails on a locked database."""
     home, n = tmp_path / "home", 30
-    with instance(home, (ROOT / "dagster.yaml").read_text()):
+    with instance_from((ROOT / "dagster.yaml").read_text(), home):
         pass
     script = tmp_path / "run.py"
     script.write_text(TOY.replace("N_ASSETS", str(n)) + textwrap.dedent('''
@@ -102,7 +87,7 @@ def test_runs_in_several_processes_at_once_store_every_event(tmp_path):
                               stderr=subprocess.STDOUT, text=True) for _ in range(4)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outputs[0][-3000:]
-    with instance(home, (ROOT / "dagster.yaml").read_text()) as inst:
+    with instance_from((ROOT / "dagster.yaml").read_text(), home) as inst:
         rows = history(inst, n)
         runs = {row[1] for row in rows}
         assert len(runs) == 4 and len(rows) == 4 * n
